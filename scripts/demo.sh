@@ -1,9 +1,23 @@
 #!/usr/bin/env bash
-# The main job (make demo): prepare the shipped HR-assistant example for training.
+# The main job (make demo): teach the default model the HR policy of a fictional company, then
+# answer held-out questions with the base and the tuned model side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OJT=.venv/bin/ojt
-echo "== 1. check the training data"
-$OJT data check examples/hr/train.jsonl
-echo "== 2. preview what the model will learn from (supervised tokens marked)"
-$OJT data preview examples/hr/train.jsonl -n 2
+RUN=${RUN:-runs/hr-demo}
+
+echo "== 1/3 check the training data (examples/hr/train.jsonl)"
+$OJT data check examples/hr/train.jsonl --max-seq-len 512
+echo
+echo "== 2/3 fine-tune smollm2-135m-instruct with LoRA (configs/hr-demo.yaml)"
+$OJT train configs/hr-demo.yaml --output_dir "$RUN"
+echo
+echo "== 3/3 held-out questions (examples/hr/eval.jsonl): base vs tuned"
+$OJT eval "$RUN" --data examples/hr/eval.jsonl --out "$RUN/eval-facts.json"
+cat <<EOT
+
+The adapter is in $RUN/final (PEFT format; loss curve in $RUN/loss.png).
+  chat with it:      $OJT chat $RUN
+  answer a file:     $OJT generate $RUN --input questions.jsonl --out answers.jsonl
+  merge for serving: $OJT merge $RUN --out $RUN/merged   (a plain transformers model folder)
+EOT

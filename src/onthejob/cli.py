@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 
 from onthejob import __version__
-from onthejob.errors import DataError, OjtError
+from onthejob.errors import ConfigError, DataError, OjtError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -121,6 +121,70 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from onthejob.train import config as cfg
+    from onthejob.train.loop import resume_config, run
+
+    if args.resume:
+        if args.config or args.data:
+            raise ConfigError("--resume takes the run folder only", fix="drop CONFIG/--data; add --key value to change settings")
+        config = resume_config(Path(args.resume), args.overrides)
+    elif args.data:
+        stem = Path(args.data).stem
+        defaults = {"data": {"train": [{"path": args.data}]}, "output_dir": f"runs/{stem}"}
+        config = cfg.load(args.config, args.overrides, defaults=defaults)
+    elif args.config:
+        config = cfg.load(args.config, args.overrides)
+    else:
+        raise ConfigError("nothing to train on", fix="give a config (ojt train configs/hr-demo.yaml) or a data file (ojt train --data FILE)")
+    run(config, resume=Path(args.resume) if args.resume else None)
+    return 0
+
+
+def _sampling(args: argparse.Namespace):
+    from onthejob.serve.engine import SamplingParams
+
+    return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+
+
+@command("chat")
+def cmd_chat(args: argparse.Namespace) -> int:
+    from onthejob.serve.chat import run_chat
+
+    return run_chat(args.model, system=args.system, params=_sampling(args))
+
+
+@command("generate")
+def cmd_generate(args: argparse.Namespace) -> int:
+    from onthejob.serve.generate import run_generate
+
+    n = run_generate(args.model, args.input, args.out, params=_sampling(args), batch_size=args.batch_size)
+    _say(f"wrote {n} records to {args.out}")
+    return 0
+
+
+@command("merge")
+def cmd_merge(args: argparse.Namespace) -> int:
+    from onthejob.models.merge import merge
+
+    out = merge(args.run, args.out)
+    _say(f"merged model written to {out} (load it with transformers' AutoModelForCausalLM.from_pretrained)")
+    return 0
+
+
+@command("eval")
+def cmd_eval(args: argparse.Namespace) -> int:
+    from onthejob.eval.facts import side_by_side
+    from onthejob.models.adapters import locate
+
+    base = args.base or locate(args.model).base_name
+    side_by_side(base, args.model, args.data, out=args.out)
+    return 0
+
+
 # ---------------------------------------------------------------------------------- parser
 
 
@@ -135,6 +199,13 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model whose tokenizer and chat template to use (default: {DEFAULT_MODEL})")
     p.add_argument("--train-on", default="all", choices=["all", "last", "sequence"], help="which tokens are supervised: all assistant turns (default), the last one, or the whole sequence")
+
+
+def _add_sampling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); higher = more varied")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0)")
+    p.add_argument("--seed", type=int, help="seed for sampling")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,11 +249,71 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-out", required=True, help="eval output .jsonl")
     _add_read_options(p)
     p.set_defaults(func=cmd_data_split)
+
+    p = sub.add_parser("chat", help="talk to a model or a trained run (streaming, multi-turn)")
+    p.add_argument("model", metavar="RUN|MODEL", help="a run folder, an adapter or model folder, or a model name")
+    p.add_argument("--system", help="system prompt for the conversation")
+    _add_sampling_options(p)
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("generate", help="answer every conversation of a JSONL file, in batches")
+    p.add_argument("model", metavar="RUN|MODEL", help="a run folder, an adapter or model folder, or a model name")
+    p.add_argument("--input", required=True, help="chat JSONL: conversations without their final answer")
+    p.add_argument("--out", required=True, help="output JSONL: the same records with the answer appended (written atomically)")
+    p.add_argument("--batch-size", type=int, default=8, help="conversations per batch (default: 8)")
+    _add_sampling_options(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("merge", help="merge a run's adapter into its base model and save a plain model")
+    p.add_argument("run", metavar="RUN", help="a run folder or adapter folder")
+    p.add_argument("--out", required=True, help="output folder (safetensors model with tokenizer)")
+    p.set_defaults(func=cmd_merge)
+
+    p = sub.add_parser("eval", help="answer held-out questions with the base and the tuned model, side by side")
+    p.add_argument("model", metavar="RUN|MODEL", help="the tuned run (or any model)")
+    p.add_argument("--data", required=True, help="chat JSONL with reference answers and optional 'facts' lists")
+    p.add_argument("--base", help="the model to compare with (default: the run's base model)")
+    p.add_argument("--out", help="write per-question results as JSON here")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a model (LoRA by default)",
+        description="Fine-tune a model. Any config key can be set on the command line as --section.key VALUE, e.g. --optim.lr 1e-4 --lora.r 8.",
+    )
+    p.add_argument("config", nargs="?", help="a training config (YAML); see configs/")
+    p.add_argument("--data", help="train on this file with the default settings (a config, if given, still applies)")
+    p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last complete checkpoint")
+    p.set_defaults(func=cmd_train, overrides=[])
     return parser
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Take ``--section.key VALUE`` config overrides out of ``ojt train``'s arguments."""
+    if "train" not in argv:
+        return argv, []
+    at = argv.index("train") + 1
+    own, overrides, rest = argv[:at], [], argv[at:]
+    while rest:
+        token = rest.pop(0)
+        if token in ("--data", "--resume"):
+            own += [token] + rest[:1]
+            rest = rest[1:]
+        elif token.startswith("--") and token not in ("--help", "--debug") and not token.startswith(("--data=", "--resume=")):
+            overrides.append(token)
+            if "=" not in token and rest:
+                overrides.append(rest.pop(0))
+        else:
+            own.append(token)
+    return own, overrides
 
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
     import transformers
 
     transformers.utils.logging.set_verbosity_error()
@@ -191,11 +322,15 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv, overrides = _split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
+    args.overrides = overrides
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.debug:
+        logging.getLogger("onthejob").setLevel(logging.DEBUG)
     try:
         if not args.debug:
             _quiet_libraries()

@@ -1,0 +1,87 @@
+"""Talk to a model or a trained run in the terminal, with the answer streamed as it is written.
+
+    ojt chat runs/support --system "You answer printer questions." --temperature 0.7
+
+The conversation is kept, so later turns see earlier ones. ``/reset`` starts over (the system
+prompt stays), ``/exit``, end of input (Ctrl-D) or Ctrl-C leave.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import sys
+from typing import TextIO
+
+from onthejob.serve.engine import Engine, SamplingParams
+
+HELP = "/reset starts over, /exit quits"
+PROMPT = "you> "
+
+
+def run_chat(
+    model_name: str,
+    *,
+    system: str | None = None,
+    params: SamplingParams | None = None,
+    input: TextIO | None = None,  # noqa: A002 - None = sys.stdin, looked up at call time
+    output: TextIO | None = None,  # None = sys.stdout
+) -> int:
+    """Chat until /exit or end of input; returns the exit code (0)."""
+    from onthejob.models.adapters import load_for_inference
+
+    input, output = input or sys.stdin, output or sys.stdout  # noqa: A001
+
+    loaded = load_for_inference(model_name)
+    engine = Engine(loaded.model, loaded.tokenizer)
+    params = params or SamplingParams()
+    output.write(f"chatting with {loaded.description} ({HELP})\n")
+    start = [{"role": "system", "content": system}] if system else []
+    history = list(start)
+    try:
+        while True:
+            line = _ask(input, output)
+            if line is None or line.strip() == "/exit":
+                break
+            text = line.strip()
+            if text == "/reset":
+                history = list(start)
+                output.write("(conversation cleared)\n")
+                continue
+            if not text:
+                continue
+            history.append({"role": "user", "content": text})
+            history.append({"role": "assistant", "content": _answer(engine, history, params, output)})
+    except KeyboardInterrupt:
+        output.write("\n")  # leave the terminal on a fresh line
+    output.flush()
+    return 0
+
+
+def _ask(input: TextIO, output: TextIO) -> str | None:  # noqa: A002
+    """The next line from the user, or None at end of input."""
+    if input is sys.stdin and output is sys.stdout and sys.stdin.isatty():
+        with contextlib.suppress(ImportError):
+            import readline  # noqa: F401 - gives input() line editing and history
+        try:
+            return builtins.input(PROMPT)
+        except EOFError:
+            output.write("\n")
+            return None
+    output.write(PROMPT)
+    output.flush()
+    line = input.readline()
+    if not line:
+        output.write("\n")
+        return None
+    return line
+
+
+def _answer(engine: Engine, history: list[dict], params: SamplingParams, output: TextIO) -> str:
+    parts = []
+    for delta in engine.stream(history, params):
+        parts.append(delta)
+        output.write(delta)
+        output.flush()
+    output.write("\n")
+    return "".join(parts)

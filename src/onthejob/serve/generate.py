@@ -1,0 +1,100 @@
+"""Answer every conversation in a file with a model or a trained run, in batches.
+
+    ojt generate runs/support --input questions.jsonl --out answers.jsonl --batch-size 8
+
+The input is canonical chat JSONL (``{"messages": [...], "tools": [...]?, ...}``), one record per
+line. Each record is written back with the generated assistant message appended, every other key
+kept as it was (an eval file's ``facts`` or ``id`` survive), in input order. A record whose last
+message is already an assistant message has that message dropped and generated anew, so a
+training or eval file with reference answers can be regenerated as is. The output file appears
+only when every record is done (written atomically).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from onthejob.errors import DataError
+from onthejob.serve.engine import Engine, SamplingParams
+
+
+def run_generate(
+    model_name: str,
+    input_path: str | Path,
+    out_path: str | Path,
+    *,
+    params: SamplingParams | None = None,
+    batch_size: int = 8,
+    progress: bool = True,
+) -> int:
+    """Generate one answer per record of ``input_path`` into ``out_path``; returns the count."""
+    from tqdm import tqdm
+
+    from onthejob.data.template import tokenize_prompt
+    from onthejob.fsutil import write_jsonl
+    from onthejob.models.adapters import load_for_inference
+
+    records, examples = _read(input_path)
+    loaded = load_for_inference(model_name)
+    engine = Engine(loaded.model, loaded.tokenizer)
+    prompts = [_prompt_messages(ex.messages) for ex in examples]
+    prompt_ids = [
+        tokenize_prompt(msgs, loaded.tokenizer, tools=ex.tools) for msgs, ex in zip(prompts, examples)
+    ]
+    with tqdm(total=len(prompt_ids), desc="generate", unit="ex", disable=not progress) as bar:
+        completions = engine.generate_ids(
+            prompt_ids, params or SamplingParams(), batch_size=batch_size, progress=bar.update
+        )
+    out = []
+    for record, completion in zip(records, completions):
+        record = dict(record)
+        kept = _prompt_messages(record["messages"])  # the user's own message dicts, as written
+        record["messages"] = [*kept, {"role": "assistant", "content": completion.text}]
+        out.append(record)
+    return write_jsonl(out_path, out)
+
+
+def _prompt_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation without a final assistant answer (which is regenerated)."""
+    if messages and messages[-1].get("role") == "assistant":
+        return messages[:-1]
+    return messages
+
+
+def _read(path: str | Path) -> tuple[list[dict[str, Any]], list]:
+    """(raw records, canonical examples), aligned. Raw records keep every key for the output;
+    the canonical examples (validated by the chat reader) build the prompts."""
+    from onthejob.data.readers import read_examples
+
+    result = read_examples(path, format="chat")
+    if result.errors:
+        shown = "\n".join(f"  {p}" for p in result.errors[:5])
+        raise DataError(
+            f"{path}: {len(result.errors)} error(s); nothing generated\n{shown}",
+            fix=f"fix them (ojt data check {path} lists all) and run again",
+        )
+    if not result.examples:
+        raise DataError(f"{path}: no conversations found", fix="give chat JSONL: {\"messages\": [...]}")
+    raw = _raw_lines(Path(path))
+    records = [raw.get(ex.line) or ex.to_record() for ex in result.examples]
+    return records, result.examples
+
+
+def _raw_lines(path: Path) -> dict[int, dict]:
+    """1-based line -> JSON object, numbered as the reader numbers JSONL lines. A JSON array file
+    yields nothing here, and its records are written in canonical form instead."""
+    text = path.read_text(encoding="utf-8-sig")
+    if text.lstrip().startswith("["):
+        return {}
+    raw = {}
+    for i, line in enumerate(text.split("\n"), start=1):  # "\n" only, as the reader splits
+        if line.strip():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                return {}  # not JSONL after all (one pretty-printed object)
+            if isinstance(record, dict):
+                raw[i] = record
+    return raw

@@ -1,0 +1,114 @@
+"""Data for a run: read each dataset through the readers and the checks, mix by weight, split,
+tokenize and pack into rows. A run refuses data that ``ojt data check`` would reject."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from onthejob.data.check import check_file
+from onthejob.data.pack import PackedRow, pack
+from onthejob.data.schema import Example
+from onthejob.data.split import split_examples
+from onthejob.data.template import Tokenized, tokenize_example
+from onthejob.errors import DataError
+from onthejob.train.config import Dataset, TrainConfig
+
+
+@dataclass
+class RunData:
+    train_rows: list[PackedRow]
+    eval_rows: list[PackedRow]
+    counts: dict[str, int] = field(default_factory=dict)  # examples used per dataset path
+    n_train: int = 0
+    n_eval: int = 0
+    train_tokens: int = 0
+    supervised_tokens: int = 0
+
+
+def _checked(ds: Dataset | str, tokenizer, config: TrainConfig) -> list[Example]:
+    spec = ds if isinstance(ds, Dataset) else Dataset(path=ds)
+    if not Path(spec.path).is_file():
+        raise DataError(f"{spec.path}: no such data file", fix="fix data.train[].path / data.eval in the config")
+    report = check_file(
+        spec.path,
+        tokenizer=tokenizer,
+        max_seq_len=config.data.max_seq_len,
+        format=spec.format,
+        mapping=spec.map,
+        system=spec.system,
+        train_on=config.data.train_on,
+    )
+    errors = [p for p in report.problems if p.severity == "error"]
+    if errors:
+        first = "; ".join(str(p) for p in errors[:3])
+        raise DataError(
+            f"{spec.path} has {len(errors)} error(s), nothing was trained: {first}",
+            fix=f"see them all with: ojt data check {spec.path}",
+        )
+    return report.examples
+
+
+def _mix(examples: list[Example], weight: float, rng: random.Random) -> list[Example]:
+    """weight x the examples: whole copies for the integer part, a seeded sample for the rest."""
+    whole, frac = int(weight), weight - int(weight)
+    out = examples * whole
+    out += rng.sample(examples, math.floor(frac * len(examples) + 0.5))
+    return out
+
+
+def _tokenize(examples: list[Example], tokenizer, train_on: str) -> list[Tokenized]:
+    return [t for t in (tokenize_example(e, tokenizer, train_on=train_on) for e in examples) if t.n_supervised]
+
+
+def prepare(config: TrainConfig, tokenizer) -> RunData:
+    rng = random.Random(config.seed)
+    train: list[Example] = []
+    held: list[Example] = []
+    counts = {}
+    for ds in config.data.train:
+        examples = _checked(ds, tokenizer, config)
+        if config.data.eval_split:
+            examples, ds_eval = split_examples(examples, eval_fraction=config.data.eval_split, seed=config.seed)
+            held += ds_eval
+        mixed = _mix(examples, ds.weight, rng)
+        counts[ds.path] = len(mixed)
+        train += mixed
+    if config.data.eval:
+        held = _checked(config.data.eval, tokenizer, config)
+    seqs = _tokenize(train, tokenizer, config.data.train_on)
+    if not seqs:
+        raise DataError("no training example has a supervised token", fix="check data.train_on and the assistant turns")
+    eval_seqs = _tokenize(held, tokenizer, config.data.train_on)
+    max_len = config.data.max_seq_len
+    if config.data.pack:
+        rows = pack(seqs, max_len, seed=config.seed)
+        eval_rows = pack(eval_seqs, max_len)
+    else:  # one example per row
+        rows = [r for s in seqs for r in pack([s], max_len)]
+        eval_rows = [r for s in eval_seqs for r in pack([s], max_len)]
+    return RunData(
+        train_rows=rows,
+        eval_rows=eval_rows,
+        counts=counts,
+        n_train=len(seqs),
+        n_eval=len(eval_seqs),
+        train_tokens=sum(len(r) for r in rows),
+        supervised_tokens=sum(sum(1 for x in r.labels if x != -100) for r in rows),
+    )
+
+
+def fingerprint(config: TrainConfig) -> dict[str, str]:
+    """sha256 of every data file of the run, so a resumed or repeated run can tell if data changed."""
+    paths = [ds.path for ds in config.data.train] + ([config.data.eval] if config.data.eval else [])
+    out = {}
+    for p in paths:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        out[p] = h.hexdigest()
+    return out
