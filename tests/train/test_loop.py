@@ -162,3 +162,25 @@ def test_other_adapters_train_and_save_in_peft_format(tmp_path, method, extra):
     assert adapter_config["peft_type"] == method.upper()
     if method == "lora":
         assert adapter_config["use_dora"] and adapter_config["use_rslora"]
+
+
+def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
+    import signal
+    import time
+
+    config = write_config(tmp_path / "c.yaml", make_config(tmp_path, max_steps=100000))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-m", "onthejob", "train", str(config)], env=env, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (metrics.exists() and len(metrics.read_text().splitlines()) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    saved = list((tmp_path / "run" / "checkpoints").iterdir())
+    assert len(saved) == 1
+    step = int(saved[0].name.split("-")[1])
+    assert step >= 3 and f"stopped at step {step}/100000; continue with: ojt train --resume" in err
+    assert not (tmp_path / "run" / "final").exists()
