@@ -55,7 +55,7 @@ class IA3Section(Section):
 
 
 class OptimConfig(Section):
-    lr: float = Field(2e-4, gt=0, description="peak learning rate (AdamW)")
+    lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW); 1e-3 suits LoRA on small models, use ~2e-4 for 7B+ or full fine-tuning")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
     warmup_steps: int | None = Field(None, ge=0, description="linear warm-up steps; null = warmup_ratio of all steps")
@@ -76,7 +76,7 @@ class TrainConfig(Section):
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     epochs: float = Field(3, gt=0, description="passes over the (mixed) training data; fractions allowed")
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
-    micro_batch_size: int = Field(4, ge=1, description="rows per forward/backward pass, per process")
+    micro_batch_size: int = Field(2, ge=1, description="rows per forward/backward pass, per process")
     grad_accum: int = Field(1, ge=1, description="micro-steps accumulated into one optimizer step")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto = bf16 autocast where the hardware supports it (CPUs included), else fp32")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")

@@ -12,7 +12,9 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -57,7 +59,88 @@ class StopFlag:
         signal.signal(signal.SIGINT, self._old)
 
 
+@dataclass
+class Session:
+    """Everything the loop works with, built once by ``setup``."""
+
+    config: cfg.TrainConfig
+    acc: Any
+    run_dir: Path
+    tokenizer: Any
+    data: Any
+    plan: Plan
+    total: int
+    forward: Any
+    optimizer: Any
+    scheduler: Any
+    params: list
+    autocast: Any
+    step: int = 0
+    state: dict = field(default_factory=dict)
+
+
 def run(config: cfg.TrainConfig, *, resume: Path | None = None) -> Path:
+    s = setup(config, resume)
+    metrics = runfolder.Metrics(s.run_dir, resume_step=s.step if s.state else None, enabled=s.acc.is_main_process)
+    progress = Progress(s.total, s.step, enabled=s.acc.is_main_process)
+    best, bad_evals = s.state.get("best_eval_loss"), s.state.get("bad_evals", 0)
+    with StopFlag() as stop:
+        while s.step < s.total:
+            loss, tokens, seconds = train_step(s)
+            s.step += 1
+            lr = s.scheduler.get_last_lr()[0]
+            progress.update(s.step, loss, lr, tokens, seconds)
+            if s.step % config.log_every == 0 or s.step == s.total:
+                metrics.log(step=s.step, epoch=round(s.plan.epoch_of(s.step), 4), loss=loss, lr=lr, tokens=tokens, tokens_per_s=tokens / seconds)
+            if s.data.eval_rows and ((config.eval_every and s.step % config.eval_every == 0) or s.step == s.total):
+                ev = evaluate(s)
+                metrics.log(step=s.step, **ev)
+                progress.note(f"step {s.step}: eval loss {ev['eval_loss']:.4f}, token accuracy {ev['eval_accuracy']:.1%}")
+                best, bad_evals = (ev["eval_loss"], 0) if best is None or ev["eval_loss"] < best else (best, bad_evals + 1)
+                if config.early_stopping_patience and bad_evals >= config.early_stopping_patience:
+                    progress.note(f"early stopping: no better eval loss in {bad_evals} evaluations (best {best:.4f})")
+                    s.total = s.step
+            if (config.save_every and s.step % config.save_every == 0) or stop.requested:
+                save_checkpoint(s, {"best_eval_loss": best, "bad_evals": bad_evals})
+            if stop.requested and s.step < s.total:
+                progress.close()
+                say(f"stopped at step {s.step}/{s.total}; continue with: ojt train --resume {s.run_dir}")
+                raise KeyboardInterrupt
+            if os.environ.get(FAULT_ENV) == str(s.step):
+                os.kill(os.getpid(), signal.SIGKILL)
+    progress.close()
+    _finish(s, metrics)
+    return s.run_dir
+
+
+def train_step(s: Session) -> tuple[float, int, float]:
+    """One optimizer step over this process's micro-batches: (loss per token, tokens, seconds)."""
+    t0 = time.perf_counter()
+    acc, pad = s.acc, s.tokenizer.pad_token_id
+    s.forward.train()
+    batches = [collate([s.data.train_rows[i] for i in rows], pad) for rows in s.plan.micro_batches(s.step, acc.process_index)]
+    n_step = acc.reduce(torch.tensor(sum(_supervised(b) for b in batches), device=acc.device), "sum").item()
+    loss_sum = torch.zeros((), device=acc.device)
+    for m, batch in enumerate(batches):
+        sync = contextlib.nullcontext() if m == len(batches) - 1 else acc.no_sync(s.forward)
+        with sync, s.autocast:
+            part, _, _ = s.forward(**{k: v.to(acc.device) for k, v in batch.items()})
+        # Normalise by the supervised tokens of the whole step (all micro-steps, all processes);
+        # DDP averages gradients over processes, hence x num_processes.
+        acc.backward(part * acc.num_processes / max(n_step, 1))
+        loss_sum += part.detach()
+    if s.config.optim.grad_clip:
+        acc.clip_grad_norm_(s.params, s.config.optim.grad_clip)
+    s.optimizer.step()
+    s.scheduler.step()
+    s.optimizer.zero_grad(set_to_none=True)
+    loss = acc.reduce(loss_sum, "sum").item() / max(n_step, 1)
+    tokens = acc.reduce(torch.tensor(sum(int((b["input_ids"] != pad).sum()) for b in batches), device=acc.device), "sum").item()
+    return loss, int(tokens), time.perf_counter() - t0
+
+
+def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
+    """Model, data, optimizer and schedule, restored from the last checkpoint when resuming."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -76,14 +159,12 @@ def run(config: cfg.TrainConfig, *, resume: Path | None = None) -> Path:
     data = prepare(config, tokenizer)
     plan = Plan(len(data.train_rows), micro_batch=config.micro_batch_size, grad_accum=config.grad_accum, world=acc.num_processes, seed=config.seed)
     total = plan.total_steps(config.epochs, config.max_steps)
-    warmup = config.optim.warmup_steps if config.optim.warmup_steps is not None else int(config.optim.warmup_ratio * total)
+    o = config.optim
+    warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_ratio * total)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.optim.lr, betas=config.optim.betas, weight_decay=config.optim.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup=warmup, total=total, schedule=config.optim.schedule, min_ratio=config.optim.min_lr_ratio))
-    step, state = 0, {}
-    if ckpt:
-        state = checkpoint.load_state(ckpt, optimizer, scheduler)
-        step = state["step"]
+    optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup=warmup, total=total, schedule=o.schedule, min_ratio=o.min_lr_ratio))
+    state = checkpoint.load_state(ckpt, optimizer, scheduler) if ckpt else {}
     forward = TrainForward(model, chunk=config.loss_chunk)
     if config.compile:
         forward = torch.compile(forward)
@@ -91,65 +172,12 @@ def run(config: cfg.TrainConfig, *, resume: Path | None = None) -> Path:
     bf16 = use_bf16(config, acc.device)
     trainable, n_total = count_parameters(model)
     if acc.is_main_process:
-        describe_start(config, data, plan, total, trainable, n_total, bf16, acc, resumed_at=step if ckpt else None)
+        describe_start(config, data, plan, total, trainable, n_total, bf16, acc, resumed_at=state.get("step"))
         if not ckpt:
-            runfolder.write_start(run_dir, cfg.to_yaml(config), {"base_model": config.model, "method": config.method, "data": fingerprint(config), "trainable_params": trainable, "total_params": n_total})
-    metrics = runfolder.Metrics(run_dir, resume_step=step if ckpt else None, enabled=acc.is_main_process)
-    best, bad_evals = state.get("best_eval_loss"), state.get("bad_evals", 0)
-
-    def save(at: int) -> None:
-        _save(acc, run_dir, at, forward, tokenizer, optimizer, scheduler, {"best_eval_loss": best, "bad_evals": bad_evals, "epoch": plan.epoch_of(at)}, config.keep_checkpoints)
-
-    progress = Progress(total, step, enabled=acc.is_main_process)
+            info = {"base_model": config.model, "method": config.method, "data": fingerprint(config), "trainable_params": trainable, "total_params": n_total}
+            runfolder.write_start(run_dir, cfg.to_yaml(config), info)
     autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16)
-    with StopFlag() as stop:
-        while step < total:
-            forward.train()
-            batches = [collate([data.train_rows[i] for i in rows], tokenizer.pad_token_id) for rows in plan.micro_batches(step, acc.process_index)]
-            n_step = acc.reduce(torch.tensor(sum(_supervised(b) for b in batches), device=acc.device), "sum").item()
-            loss_sum = torch.zeros((), device=acc.device)
-            t0 = time.perf_counter()
-            for m, batch in enumerate(batches):
-                sync = contextlib.nullcontext() if m == len(batches) - 1 else acc.no_sync(forward)
-                with sync, autocast:
-                    part, _, _ = forward(**{k: v.to(acc.device) for k, v in batch.items()})
-                # Normalise by the supervised tokens of the whole step (all micro-steps, all
-                # processes); DDP averages gradients over processes, hence x num_processes.
-                acc.backward(part * acc.num_processes / max(n_step, 1))
-                loss_sum += part.detach()
-            if config.optim.grad_clip:
-                acc.clip_grad_norm_(params, config.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            loss = acc.reduce(loss_sum, "sum").item() / max(n_step, 1)
-            tokens = acc.reduce(torch.tensor(sum(int((b["input_ids"] != tokenizer.pad_token_id).sum()) for b in batches), device=acc.device), "sum").item()
-            progress.update(step, loss, scheduler.get_last_lr()[0], tokens, time.perf_counter() - t0)
-            if step % config.log_every == 0 or step == total:
-                metrics.log(step=step, epoch=round(plan.epoch_of(step), 4), loss=loss, lr=scheduler.get_last_lr()[0], tokens=tokens, tokens_per_s=tokens / (time.perf_counter() - t0))
-            if data.eval_rows and ((config.eval_every and step % config.eval_every == 0) or step == total):
-                ev = evaluate(forward, data.eval_rows, tokenizer.pad_token_id, config.micro_batch_size, acc, autocast)
-                metrics.log(step=step, **ev)
-                progress.note(f"step {step}: eval loss {ev['eval_loss']:.4f}, token accuracy {ev['eval_accuracy']:.1%}")
-                if best is None or ev["eval_loss"] < best:
-                    best, bad_evals = ev["eval_loss"], 0
-                else:
-                    bad_evals += 1
-                if config.early_stopping_patience and bad_evals >= config.early_stopping_patience:
-                    progress.note(f"early stopping: no better eval loss in {bad_evals} evaluations (best {best:.4f})")
-                    total = step
-            if (config.save_every and step % config.save_every == 0) or stop.requested:
-                save(step)
-            if stop.requested and step < total:
-                progress.close()
-                say(f"stopped at step {step}/{total}; continue with: ojt train --resume {run_dir}")
-                raise KeyboardInterrupt
-            if os.environ.get(FAULT_ENV) == str(step):
-                os.kill(os.getpid(), signal.SIGKILL)
-    progress.close()
-    _finish(acc, run_dir, forward, tokenizer, metrics, step)
-    return run_dir
+    return Session(config, acc, run_dir, tokenizer, data, plan, total, forward, optimizer, scheduler, params, autocast, state.get("step", 0), state)
 
 
 def _supervised(batch: dict) -> int:
@@ -157,45 +185,45 @@ def _supervised(batch: dict) -> int:
 
 
 @torch.no_grad()
-def evaluate(forward, rows, pad_id: int, micro_batch: int, acc, autocast) -> dict[str, float]:
-    forward.eval()
-    mine = rows[acc.process_index :: acc.num_processes]
-    loss = torch.zeros((), device=acc.device)
-    hits = torch.zeros((), device=acc.device)
-    count = torch.zeros((), device=acc.device)
-    for i in range(0, len(mine), micro_batch):
-        batch = collate(mine[i : i + micro_batch], pad_id)
-        with autocast:
-            part, correct, n = forward(**{k: v.to(acc.device) for k, v in batch.items()})
-        loss += part.float()
-        hits += correct
-        count += n
-    loss, hits, count = (acc.reduce(t, "sum").item() for t in (loss, hits, count))
-    forward.train()
+def evaluate(s: Session) -> dict[str, float]:
+    """Loss and next-token accuracy on the eval rows, summed over every process's share."""
+    acc = s.acc
+    s.forward.eval()
+    mine = s.data.eval_rows[acc.process_index :: acc.num_processes]
+    totals = torch.zeros(3, device=acc.device)  # loss sum, correct, tokens
+    for i in range(0, len(mine), s.config.micro_batch_size):
+        batch = collate(mine[i : i + s.config.micro_batch_size], s.tokenizer.pad_token_id)
+        with s.autocast:
+            part, correct, n = s.forward(**{k: v.to(acc.device) for k, v in batch.items()})
+        totals += torch.stack([part.float(), correct.float(), torch.tensor(float(n), device=acc.device)])
+    loss, hits, count = acc.reduce(totals, "sum").tolist()
+    s.forward.train()
     return {"eval_loss": loss / max(count, 1), "eval_accuracy": hits / max(count, 1), "eval_tokens": int(count)}
 
 
-def _save(acc, run_dir, step, forward, tokenizer, optimizer, scheduler, state, keep) -> None:
-    model = acc.unwrap_model(forward).model
-    state_dict = acc.get_state_dict(forward) if acc.distributed_type.name == "FSDP" else None
-    if state_dict is not None:
-        state_dict = {k.removeprefix("model."): v for k, v in state_dict.items()}
+def save_checkpoint(s: Session, extra: dict) -> None:
+    acc = s.acc
+    model = acc.unwrap_model(s.forward).model
+    state_dict = None
+    if acc.distributed_type.name == "FSDP":  # shards must be gathered; every process takes part
+        state_dict = {k.removeprefix("model."): v for k, v in acc.get_state_dict(s.forward).items()}
     if acc.is_main_process:
-        checkpoint.save(run_dir, step=step, model=model, tokenizer=tokenizer, optimizer=optimizer, scheduler=scheduler, state=state, keep=keep, state_dict=state_dict)
+        state = {**extra, "epoch": s.plan.epoch_of(s.step)}
+        checkpoint.save(s.run_dir, step=s.step, model=model, tokenizer=s.tokenizer, optimizer=s.optimizer, scheduler=s.scheduler, state=state, keep=s.config.keep_checkpoints, state_dict=state_dict)
     acc.wait_for_everyone()
 
 
-def _finish(acc, run_dir: Path, forward, tokenizer, metrics, step: int) -> None:
+def _finish(s: Session, metrics: runfolder.Metrics) -> None:
     from onthejob.fsutil import atomic_dir
 
-    model = acc.unwrap_model(forward).model
-    if acc.is_main_process:
-        with atomic_dir(run_dir / "final") as tmp:
-            checkpoint.save_model_files(model, tokenizer, tmp)
-        metrics.plot(run_dir / "loss.png")
-        runfolder.update_info(run_dir, status="finished", steps=step, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
-        say(f"done: {run_dir / 'final'}  (loss curve: {run_dir / 'loss.png'})")
-    acc.wait_for_everyone()
+    model = s.acc.unwrap_model(s.forward).model
+    if s.acc.is_main_process:
+        with atomic_dir(s.run_dir / "final") as tmp:
+            checkpoint.save_model_files(model, s.tokenizer, tmp)
+        metrics.plot(s.run_dir / "loss.png")
+        runfolder.update_info(s.run_dir, status="finished", steps=s.step, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        say(f"done: {s.run_dir / 'final'}  (loss curve: {s.run_dir / 'loss.png'})")
+    s.acc.wait_for_everyone()
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> cfg.TrainConfig:
