@@ -184,3 +184,19 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     step = int(saved[0].name.split("-")[1])
     assert step >= 3 and f"stopped at step {step}/100000; continue with: ojt train --resume" in err
     assert not (tmp_path / "run" / "final").exists()
+
+
+def test_chat_uses_the_system_prompt_the_run_was_trained_with(tmp_path):
+    import io
+
+    from onthejob.serve.chat import run_chat
+    from onthejob.serve.engine import SamplingParams
+
+    run_dir = _train(tmp_path, max_steps=1)
+    assert json.loads((run_dir / "run.json").read_text())["system_prompt"] == "You answer briefly."
+    out = io.StringIO()
+    run_chat(str(run_dir), params=SamplingParams(max_new_tokens=2), input=io.StringIO("hi\n/exit\n"), output=out)
+    assert "system prompt from training: You answer briefly." in out.getvalue()
+    out = io.StringIO()
+    run_chat(str(run_dir), system="Other.", params=SamplingParams(max_new_tokens=2), input=io.StringIO("/exit\n"), output=out)
+    assert "system prompt from training" not in out.getvalue()

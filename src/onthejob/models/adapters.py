@@ -51,6 +51,7 @@ class Loaded:
     base_name: str
     adapter_path: Path | None
     description: str  # one line for headers and logs
+    system_prompt: str | None = None  # the one system prompt every training example had, if any
 
 
 def locate(name: str | Path) -> Located:
@@ -79,7 +80,8 @@ def load_for_inference(name: str | Path, *, dtype=None, device: str | None = Non
     if device:
         model.to(device)
     model.eval()
-    return Loaded(model, tokenizer, found.base_name, found.adapter, describe(found))
+    system = _run_json(found.run).get("system_prompt") if found.run else None
+    return Loaded(model, tokenizer, found.base_name, found.adapter, describe(found), system)
 
 
 def describe(found: Located) -> str:

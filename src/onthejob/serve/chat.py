@@ -36,6 +36,9 @@ def run_chat(
     engine = Engine(loaded.model, loaded.tokenizer)
     params = params or SamplingParams()
     output.write(f"chatting with {loaded.description} ({HELP})\n")
+    if system is None and loaded.system_prompt:
+        system = loaded.system_prompt  # what the run was trained with; --system overrides it
+        output.write(f"system prompt from training: {system}\n")
     start = [{"role": "system", "content": system}] if system else []
     history = list(start)
     try:

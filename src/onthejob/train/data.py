@@ -27,6 +27,7 @@ class RunData:
     n_eval: int = 0
     train_tokens: int = 0
     supervised_tokens: int = 0
+    system_prompt: str | None = None  # set when every training example has this one system prompt
 
 
 def _checked(ds: Dataset | str, tokenizer, config: TrainConfig) -> list[Example]:
@@ -90,7 +91,9 @@ def prepare(config: TrainConfig, tokenizer) -> RunData:
     else:  # one example per row
         rows = [r for s in seqs for r in pack([s], max_len)]
         eval_rows = [r for s in eval_seqs for r in pack([s], max_len)]
+    systems = {next((m["content"] for m in e.messages if m["role"] == "system"), None) for e in train}
     return RunData(
+        system_prompt=systems.pop() if len(systems) == 1 else None,
         train_rows=rows,
         eval_rows=eval_rows,
         counts=counts,

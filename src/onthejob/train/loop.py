@@ -174,7 +174,7 @@ def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
     if acc.is_main_process:
         describe_start(config, data, plan, total, trainable, n_total, bf16, acc, resumed_at=state.get("step"))
         if not ckpt:
-            info = {"base_model": config.model, "method": config.method, "data": fingerprint(config), "trainable_params": trainable, "total_params": n_total}
+            info = {"base_model": config.model, "method": config.method, "data": fingerprint(config), "trainable_params": trainable, "total_params": n_total, "system_prompt": data.system_prompt}
             runfolder.write_start(run_dir, cfg.to_yaml(config), info)
     autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16)
     return Session(config, acc, run_dir, tokenizer, data, plan, total, forward, optimizer, scheduler, params, autocast, state.get("step", 0), state)
