@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from onthejob.data.readers import read_examples
-from onthejob.data.schema import Example, Problem, ReadResult
+from onthejob.data.schema import Example, HasProblems, Problem, ReadResult
 from onthejob.data.split import content_key
 from onthejob.errors import DataError
 
@@ -34,7 +34,7 @@ MAX_LISTED = 10  # per problem code in the human report; --json lists all
 
 
 @dataclass
-class CheckReport:
+class CheckReport(HasProblems):
     """What ``check_file`` found: the examples read, every problem, and statistics."""
 
     source: str
@@ -42,14 +42,6 @@ class CheckReport:
     examples: list[Example] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     stats: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def errors(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        return [p for p in self.problems if p.severity == "warning"]
 
     @property
     def ok(self) -> bool:

@@ -68,13 +68,10 @@ class Problem:
         }
 
 
-@dataclass
-class ReadResult:
-    """What a reader returns: the examples it could build and the problems it met on the way."""
+class HasProblems:
+    """``errors`` and ``warnings`` views over a ``problems`` list."""
 
-    examples: list[Example] = field(default_factory=list)
-    problems: list[Problem] = field(default_factory=list)
-    format: str = ""
+    problems: list[Problem]
 
     @property
     def errors(self) -> list[Problem]:
@@ -83,3 +80,12 @@ class ReadResult:
     @property
     def warnings(self) -> list[Problem]:
         return [p for p in self.problems if p.severity == "warning"]
+
+
+@dataclass
+class ReadResult(HasProblems):
+    """What a reader returns: the examples it could build and the problems it met on the way."""
+
+    examples: list[Example] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    format: str = ""
