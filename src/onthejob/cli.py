@@ -152,16 +152,25 @@ def _sampling(args: argparse.Namespace):
 
 @command("chat")
 def cmd_chat(args: argparse.Namespace) -> int:
+    from onthejob.rag.cli import rag_from_args
     from onthejob.serve.chat import run_chat
 
-    return run_chat(args.model, system=args.system, params=_sampling(args))
+    if args.url:
+        from onthejob.serve.client import run_remote_chat
+
+        return run_remote_chat(args.url, args.remote_model or args.model, args.system, _sampling(args), args.api_key)
+    if not args.model:
+        raise ConfigError("name a model or run to chat with", fix="ojt chat RUN|MODEL, or ojt chat --url http://HOST:PORT/v1")
+    return run_chat(args.model, system=args.system, params=_sampling(args), rag=rag_from_args(args))
 
 
 @command("generate")
 def cmd_generate(args: argparse.Namespace) -> int:
     from onthejob.serve.generate import run_generate
 
-    n = run_generate(args.model, args.input, args.out, params=_sampling(args), batch_size=args.batch_size)
+    from onthejob.rag.cli import rag_from_args
+
+    n = run_generate(args.model, args.input, args.out, params=_sampling(args), batch_size=args.batch_size, rag=rag_from_args(args))
     _say(f"wrote {n} records to {args.out}")
     return 0
 
@@ -209,6 +218,10 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from onthejob.rag import cli as rag_cli
+    from onthejob.rag.cli import add_rag_option
+    from onthejob.serve import cli as serve_cli
+
     parser = argparse.ArgumentParser(prog="ojt", description="onthejob: fine-tune language models on your own examples.")
     parser.add_argument("--version", action="version", version=f"onthejob {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
@@ -251,9 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_data_split)
 
     p = sub.add_parser("chat", help="talk to a model or a trained run (streaming, multi-turn)")
-    p.add_argument("model", metavar="RUN|MODEL", help="a run folder, an adapter or model folder, or a model name")
-    p.add_argument("--system", help="system prompt for the conversation")
+    p.add_argument("model", metavar="RUN|MODEL", nargs="?", help="a run folder, an adapter or model folder, or a model name")
+    p.add_argument("--system", help="system prompt for the conversation (default: the one the run was trained with)")
+    p.add_argument("--url", help="talk to a running `ojt serve` (or any OpenAI-compatible API) instead, e.g. http://127.0.0.1:8000/v1")
+    p.add_argument("--model", dest="remote_model", help="with --url: the served model name")
+    p.add_argument("--api-key", help="with --url: the API key (default: $ONTHEJOB_API_KEY)")
     _add_sampling_options(p)
+    add_rag_option(p)
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("generate", help="answer every conversation of a JSONL file, in batches")
@@ -262,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output JSONL: the same records with the answer appended (written atomically)")
     p.add_argument("--batch-size", type=int, default=8, help="conversations per batch (default: 8)")
     _add_sampling_options(p)
+    add_rag_option(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("merge", help="merge a run's adapter into its base model and save a plain model")
@@ -285,14 +303,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="train on this file with the default settings (a config, if given, still applies)")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last complete checkpoint")
     p.set_defaults(func=cmd_train, overrides=[])
+
+    rag_cli.register(sub)
+    serve_cli.register(sub)
     return parser
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """Take ``--section.key VALUE`` config overrides out of ``ojt train``'s arguments."""
-    if "train" not in argv:
+    command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if command is None or argv[command] != "train":
         return argv, []
-    at = argv.index("train") + 1
+    at = command + 1
     own, overrides, rest = argv[:at], [], argv[at:]
     while rest:
         token = rest.pop(0)

@@ -26,6 +26,7 @@ def run_chat(
     params: SamplingParams | None = None,
     input: TextIO | None = None,  # noqa: A002 - None = sys.stdin, looked up at call time
     output: TextIO | None = None,  # None = sys.stdout
+    rag=None,  # an onthejob.rag.answer.Retriever: answer from its documents, with citations
 ) -> int:
     """Chat until /exit or end of input; returns the exit code (0)."""
     from onthejob.models.adapters import load_for_inference
@@ -54,7 +55,7 @@ def run_chat(
             if not text:
                 continue
             history.append({"role": "user", "content": text})
-            history.append({"role": "assistant", "content": _answer(engine, history, params, output)})
+            history.append({"role": "assistant", "content": _reply(engine, history, params, output, rag)})
     except KeyboardInterrupt:
         output.write("\n")  # leave the terminal on a fresh line
     output.flush()
@@ -78,6 +79,23 @@ def _ask(input: TextIO, output: TextIO) -> str | None:  # noqa: A002
         output.write("\n")
         return None
     return line
+
+
+def _reply(engine: Engine, history: list[dict], params: SamplingParams, output: TextIO, rag) -> str:
+    """The assistant's reply; with RAG the passages go into this turn's prompt only, so history
+    keeps the plain question and old passages do not pile up."""
+    if rag is None:
+        return _answer(engine, history, params, output)
+    from onthejob.rag.answer import NOT_COVERED, cited, format_sources
+
+    prompt, sources = rag.prepare(history)
+    if prompt is None:
+        output.write(NOT_COVERED + "\n")
+        return NOT_COVERED
+    reply = _answer(engine, prompt, params, output)
+    used = cited(reply, sources) or sources
+    output.write(format_sources(used) + "\n")
+    return reply
 
 
 def _answer(engine: Engine, history: list[dict], params: SamplingParams, output: TextIO) -> str:

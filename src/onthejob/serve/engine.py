@@ -184,12 +184,14 @@ class Engine:
                     pos = pos[:, -1:] + 1  # (b, 1)
                     mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)  # (b, past + 1)
 
-    def _forward(self, ids, mask, pos, cache) -> torch.Tensor:
+    def _forward(self, ids, mask, pos, cache, adapter_names: list[str] | None = None) -> torch.Tensor:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
+        # PEFT LoRA takes one adapter name per row ("__base__" = none): mixed-adapter batches.
+        per_row = {"adapter_names": adapter_names} if adapter_names is not None else {}
         with autocast:
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                **{self._forward_kwargs["cache"]: cache}, **self._forward_kwargs["extra"],
+                **{self._forward_kwargs["cache"]: cache}, **self._forward_kwargs["extra"], **per_row,
             )
         return out.logits[:, -1, :].float()  # (b, V): only the last position predicts
 
@@ -202,10 +204,185 @@ class Engine:
             mask[i, width - len(p) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
+    def stop_ids_for(self, tokenizer) -> set[int]:
+        """End-of-turn ids of another tokenizer (an adapter's own chat template) on this model."""
+        return set(end_of_turn_ids(tokenizer)) | _config_eos(self.model)
+
     def _generator(self, seed: int | None) -> torch.Generator | None:
         if seed is None:
             return None
         return torch.Generator(device=self.device).manual_seed(seed)
+
+
+# --- continuous batching (the server) ----------------------------------------------------------
+
+
+class Request:
+    """One row of a ``Batch``: its prompt, parameters, tokenizer, adapter and state so far."""
+
+    def __init__(self, engine: Engine, prompt: list[int], params: SamplingParams, *, tokenizer=None,
+                 adapter: str | None = None):
+        if not prompt:
+            raise ValueError("an empty prompt cannot be completed")
+        tokenizer = tokenizer or engine.tokenizer
+        self.prompt, self.params, self.adapter = prompt, params, adapter
+        self.stop_ids = engine.stop_ids if tokenizer is engine.tokenizer else engine.stop_ids_for(tokenizer)
+        self.generator = engine._generator(params.seed)
+        self.row = _Row(0, len(prompt), _Detokenizer(tokenizer), time.perf_counter())
+        self.cancelled = False  # set from any thread; the batch drops the row at its next step
+
+    @property
+    def finish(self) -> FinishReason | None:
+        return self.row.finish
+
+    def ready(self) -> str:
+        """Text not yet handed out (held back while it may be the start of a stop string)."""
+        return self.row.ready(self.params.stop)
+
+    def completion(self) -> Completion:
+        return self.row.completion()
+
+
+class Batch:
+    """Rows that join and leave between steps: continuous batching for the server.
+
+    ``step()`` runs one (b, 1) forward for the running rows, then prefills the rows that joined
+    since and merges them in: both caches are left-padded to one past length (padding masked
+    out, as in ``_decode``) and stacked. Rows of different PEFT adapters share every forward
+    (``adapter_names``). Not thread-safe: one thread adds and steps; ``cancelled`` may be set
+    from anywhere. A cache whose layers are not plain ``DynamicLayer`` (sliding windows) cannot
+    be merged, so there new rows wait until the batch is empty.
+    """
+
+    JOIN_WAIT = 4  # steps a waiting row may wait for others before it joins alone
+
+    def __init__(self, engine: Engine, *, max_rows: int = 32):
+        self.engine, self.max_rows = engine, max_rows
+        self._waited = 0  # steps the oldest waiting row has waited
+        self.running: list[Request] = []
+        self.waiting: list[Request] = []
+        self._state: tuple | None = None  # (next ids (b, 1), mask (b, past + 1), pos (b, 1), cache)
+
+    def add(self, request: Request) -> Request:
+        self.waiting.append(request)
+        return request
+
+    def step(self) -> list[Request]:
+        """Advance every running row one token and admit waiting rows; returns the rows that
+        advanced (a finished row is in it once, then gone)."""
+        self.waiting = [r for r in self.waiting if not r.cancelled]
+        self._keep([not r.cancelled for r in self.running])
+        stepped: list[Request] = []
+        with _eval_mode(self.engine.model), torch.inference_mode():
+            if self.running:
+                ids, mask, pos, cache = self._state
+                logits = self.engine._forward(ids, mask, pos, cache, self._adapters(self.running))
+                self._state = self._advance(self.running, logits, mask, pos, cache)
+                stepped += self.running
+            room = self.max_rows - len(self.running)
+            if self.waiting and room > 0 and self._time_to_join():
+                joining, self.waiting = self.waiting[:room], self.waiting[room:]
+                self._join(joining)
+                stepped += joining
+            self._keep([r.finish is None for r in self.running])
+        return stepped
+
+    def _time_to_join(self) -> bool:
+        """Admit waiting rows now, or let more gather first? Each join costs a prefill forward and
+        a copy of the whole cache, so on a busy batch rows join in groups: when a quarter of the
+        batch is waiting, or when the first of them has waited ``JOIN_WAIT`` steps."""
+        if not self.running:
+            return True
+        if not _mergeable(self._state[3]):
+            return False
+        self._waited += 1
+        if len(self.waiting) * 4 >= len(self.running) or self._waited > self.JOIN_WAIT:
+            self._waited = 0
+            return True
+        return False
+
+    def prune(self) -> None:
+        """Drop cancelled rows now (``step`` does it first anyway)."""
+        self.waiting = [r for r in self.waiting if not r.cancelled]
+        self._keep([not r.cancelled for r in self.running])
+
+    def _join(self, joining: list[Request]) -> None:
+        ids, mask = self.engine._left_pad([r.prompt for r in joining])  # (j, T)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = _new_cache(self.engine.model)
+        logits = self.engine._forward(ids, mask, pos, cache, self._adapters(joining))
+        state = self._advance(joining, logits, mask, pos, cache)
+        if self.running:
+            state = _merge(self._state, state)
+        self.running, self._state = self.running + joining, state
+
+    def _advance(self, requests, logits, mask, pos, cache) -> tuple:
+        tokens = logits.argmax(-1)  # (b,)
+        for i, r in enumerate(requests):
+            if r.params.temperature > 0:
+                tokens[i] = _pick(logits[i : i + 1], r.params, r.generator)[0]
+        for r, token in zip(requests, tokens.tolist()):
+            r.row.add(token, r.stop_ids, r.params)
+        mask = torch.cat([mask, mask.new_ones(len(requests), 1)], dim=1)
+        return tokens[:, None], mask, pos[:, -1:] + 1, cache
+
+    def _keep(self, keep: list[bool]) -> None:
+        if all(keep):
+            return
+        self.running = [r for r, k in zip(self.running, keep) if k]
+        if not self.running:
+            self._state = None
+            return
+        ids, mask, pos, cache = self._state
+        index = torch.tensor([i for i, k in enumerate(keep) if k], device=self.engine.device)
+        cache.batch_select_indices(index)
+        ids, mask, pos = ids[index], mask[index], pos[index]
+        # Columns that are padding for every remaining row cost compute on each step: cut them.
+        dead = int((mask.sum(0) == 0).long().cumprod(0).sum())
+        if dead and _mergeable(cache):
+            mask = mask[:, dead:]
+            for layer in cache.layers:
+                layer.keys, layer.values = layer.keys[..., dead:, :], layer.values[..., dead:, :]
+        self._state = (ids, mask, pos, cache)
+
+    def _adapters(self, requests: list[Request]) -> list[str] | None:
+        if not hasattr(self.engine.model, "peft_config"):
+            return None
+        return [r.adapter or "__base__" for r in requests]
+
+
+def _mergeable(cache) -> bool:
+    from transformers.cache_utils import DynamicLayer
+
+    return all(type(layer) is DynamicLayer and layer.is_initialized for layer in cache.layers)
+
+
+def _merge(a: tuple, b: tuple) -> tuple:
+    """Stack two batch states along rows, left-padding the shorter past with masked zeros."""
+    (ids_a, mask_a, pos_a, cache_a), (ids_b, mask_b, pos_b, cache_b) = a, b
+    width = max(mask_a.shape[1], mask_b.shape[1])
+
+    def pad(t: torch.Tensor, dim: int) -> torch.Tensor:  # left-pad dimension ``dim`` to width
+        missing = width - t.shape[dim]
+        if missing == 0:
+            return t
+        shape = list(t.shape)
+        shape[dim] = missing
+        return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+    for la, lb in zip(cache_a.layers, cache_b.layers):  # keys/values: (b, heads, past, dim)
+        la.keys = torch.cat([_pad_past(la.keys, width - 1), _pad_past(lb.keys, width - 1)])
+        la.values = torch.cat([_pad_past(la.values, width - 1), _pad_past(lb.values, width - 1)])
+    mask = torch.cat([pad(mask_a, 1), pad(mask_b, 1)])
+    return torch.cat([ids_a, ids_b]), mask, torch.cat([pos_a, pos_b]), cache_a
+
+
+def _pad_past(t: torch.Tensor, past: int) -> torch.Tensor:
+    """Left-pad a (b, heads, T, dim) cache tensor with zeros to ``past`` positions."""
+    missing = past - t.shape[-2]
+    if missing <= 0:
+        return t
+    return torch.cat([t.new_zeros(*t.shape[:-2], missing, t.shape[-1]), t], dim=-2)
 
 
 # --- token choice -------------------------------------------------------------------------------

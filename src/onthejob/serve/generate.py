@@ -28,6 +28,7 @@ def run_generate(
     params: SamplingParams | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    rag=None,  # an onthejob.rag.answer.Retriever: answer from its documents, with citations
 ) -> int:
     """Generate one answer per record of ``input_path`` into ``out_path``; returns the count."""
     from tqdm import tqdm
@@ -40,18 +41,32 @@ def run_generate(
     loaded = load_for_inference(model_name)
     engine = Engine(loaded.model, loaded.tokenizer)
     prompts = [_prompt_messages(ex.messages) for ex in examples]
-    prompt_ids = [
-        tokenize_prompt(msgs, loaded.tokenizer, tools=ex.tools) for msgs, ex in zip(prompts, examples)
-    ]
+    sources: list[list] = [[] for _ in prompts]
+    if rag is not None:
+        prepared = [rag.prepare(msgs) for msgs in prompts]
+        prompts = [wrapped for wrapped, _ in prepared]  # None: the documents do not cover it
+        sources = [found for _, found in prepared]
+    todo = [i for i, msgs in enumerate(prompts) if msgs is not None]
+    prompt_ids = [tokenize_prompt(prompts[i], loaded.tokenizer, tools=examples[i].tools) for i in todo]
     with tqdm(total=len(prompt_ids), desc="generate", unit="ex", disable=not progress) as bar:
         completions = engine.generate_ids(
             prompt_ids, params or SamplingParams(), batch_size=batch_size, progress=bar.update
         )
+    texts = {i: c.text for i, c in zip(todo, completions)}
     out = []
-    for record, completion in zip(records, completions):
+    for i, record in enumerate(records):
         record = dict(record)
         kept = _prompt_messages(record["messages"])  # the user's own message dicts, as written
-        record["messages"] = [*kept, {"role": "assistant", "content": completion.text}]
+        text = texts.get(i)
+        if text is None:
+            from onthejob.rag.answer import NOT_COVERED
+
+            text = NOT_COVERED
+        record["messages"] = [*kept, {"role": "assistant", "content": text}]
+        if rag is not None:
+            from onthejob.rag.answer import cited
+
+            record["sources"] = cited(text, sources[i])
         out.append(record)
     return write_jsonl(out_path, out)
 

