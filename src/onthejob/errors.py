@@ -54,3 +54,9 @@ class RunError(OjtError):
     """A run folder is missing, incomplete or inconsistent."""
 
     exit_code = 5
+
+
+class RagError(OjtError):
+    """A RAG collection or store is missing, inconsistent or unreachable."""
+
+    exit_code = 6

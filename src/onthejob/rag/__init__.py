@@ -1,0 +1,1 @@
+"""Retrieval-augmented generation: collections of chunked documents, searched by meaning and by words."""

@@ -1,0 +1,215 @@
+"""Answer from documents: retrieve passages, put them in the prompt, cite them.
+
+    from onthejob.rag.answer import answer
+    reply = answer(engine, "hr", [{"role": "user", "content": "How many days of annual leave?"}])
+    reply.text, reply.citations, reply.covered
+
+When even the best passage is far from the question (its dense cosine similarity is below
+``threshold``), the model is not asked at all and the answer is ``NOT_COVERED``: a model given
+unrelated passages tends to answer from memory anyway, which is what RAG is meant to prevent.
+
+The default threshold, 0.30, is for all-MiniLM-L6-v2 and was read off real scores on the HR
+handbook (benchmarks/rag_hr_eval.py, 256-token chunks): of its 86 questions the lowest best-chunk
+cosine is 0.27 (a question about "the given text"), the 10th percentile 0.44, the median 0.61;
+off-topic questions ("What is the capital of France?", "How do I bake sourdough bread?") reach
+0.23 at most, 0.13 typically. 0.30 sits in that gap, nearer the off-topic side, because a refused
+answerable question costs more than a covered-looking off-topic one (the prompt still tells the
+model to say when the passages lack the answer). Other embedding models score on other scales:
+set the threshold for each.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onthejob.errors import RagError
+from onthejob.rag.embed import Embedder, cached_embedder
+from onthejob.rag.store import Hit, Store, open_store
+
+NOT_COVERED = "The documents I have do not cover this."
+DEFAULT_THRESHOLD = 0.30
+DEFAULT_TEMPLATE = (
+    "Answer the question using only the numbered passages below. After each statement, cite the "
+    "passage it comes from as [1], [2], ... If the passages do not contain the answer, say so.\n\n"
+    "{context}\n\nQuestion: {question}"
+)
+_CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+@dataclass
+class RagAnswer:
+    text: str
+    citations: list[dict[str, Any]] = field(default_factory=list)  # [{n, doc, page, heading}] cited in text
+    covered: bool = True  # False: no passage passed the threshold; text is NOT_COVERED
+
+
+def retrieve(
+    collection: str,
+    question: str,
+    k: int = 5,
+    *,
+    store: Store | None = None,
+    embedder: Embedder | None = None,
+    mode: str = "hybrid",
+    candidates: int = 50,
+) -> list[Hit]:
+    """The ``k`` best chunks for ``question``; every hit carries its dense cosine (see ``_with_dense``)."""
+    own = store is None
+    store = store or open_store()
+    try:
+        info = store.info(collection)
+        embedder = embedder or cached_embedder(info.embed_model)
+        check_model(collection, info.embed_model, embedder)
+        vector = embedder.encode([question])[0]
+        hits = store.search(collection, vector, question, k=k, mode=mode, candidates=candidates)
+        return _with_dense(hits, vector)
+    finally:
+        if own:
+            store.close()
+
+
+def check_model(collection: str, recorded: str, embedder: Embedder) -> None:
+    if recorded != embedder.name:
+        raise RagError(
+            f"collection {collection!r} was indexed with {recorded}; querying it with {embedder.name} would compare unrelated vectors",
+            fix=f"query with --embed-model {recorded} (the default for this collection), or reindex into a new collection",
+        )
+
+
+def best_dense(hits: list[Hit]) -> float | None:
+    scores = [h.dense for h in hits if h.dense is not None]
+    return max(scores) if scores else None
+
+
+def rag_messages(
+    messages: list[dict[str, Any]],
+    hits: list[Hit],
+    template: str = DEFAULT_TEMPLATE,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
+    """The conversation with the last user message wrapped in ``template``, and the passages' sources.
+
+    Returns ``(None, [])`` when no hit reaches ``threshold``: answer ``NOT_COVERED`` without the model.
+    A hit without a dense score (a sparse-only hit of a store that cannot score it) counts as passing.
+    """
+    check_template(template)
+    best = best_dense(hits)
+    if not hits or (best is not None and best < threshold):
+        return None, []
+    at = _last_user(messages)
+    question = _content(messages[at])
+    sources, blocks = [], []
+    for n, hit in enumerate(hits, start=1):
+        c = hit.chunk
+        sources.append({"n": n, "doc": c.doc, "page": c.meta.get("page"), "heading": c.meta.get("heading")})
+        blocks.append(f"[{n}] {source_label(c.doc, c.meta)}\n{c.text}")
+    prompt = template.replace("{context}", "\n\n".join(blocks)).replace("{question}", question)
+    wrapped = [dict(m) for m in messages]
+    wrapped[at] = {**wrapped[at], "content": prompt}
+    return wrapped, sources
+
+
+def answer(
+    engine,
+    collection: str,
+    messages: list[dict[str, Any]],
+    *,
+    k: int = 5,
+    params=None,
+    store: Store | None = None,
+    embedder: Embedder | None = None,
+    mode: str = "hybrid",
+    template: str = DEFAULT_TEMPLATE,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> RagAnswer:
+    """Answer the last user message of ``messages`` from ``collection`` with ``engine``."""
+    question = _content(messages[_last_user(messages)])
+    hits = retrieve(collection, question, k, store=store, embedder=embedder, mode=mode)
+    wrapped, sources = rag_messages(messages, hits, template, threshold)
+    if wrapped is None:
+        return RagAnswer(NOT_COVERED, [], covered=False)
+    [completion] = engine.generate([wrapped], params)
+    return RagAnswer(completion.text, cited(completion.text, sources), covered=True)
+
+
+class Retriever:
+    """Wraps conversations with passages from one collection: ``ojt chat/generate --rag NAME``.
+
+    ``prepare(messages)`` gives ``(wrapped, sources)``; ``wrapped`` is None when the documents do not
+    cover the question, and the caller answers ``NOT_COVERED`` without calling the engine."""
+
+    def __init__(self, collection: str, *, k: int = 5, store_url: str | None = None, mode: str = "hybrid",
+                 threshold: float = DEFAULT_THRESHOLD, template: str = DEFAULT_TEMPLATE):
+        check_template(template)
+        self.collection, self.k, self.mode, self.threshold, self.template = collection, k, mode, threshold, template
+        self.store = open_store(store_url)
+        info = self.store.info(collection)  # fails now, not at the first question, when it does not exist
+        self.embedder = cached_embedder(info.embed_model)
+
+    def prepare(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
+        question = _content(messages[_last_user(messages)])
+        hits = retrieve(self.collection, question, self.k, store=self.store, embedder=self.embedder, mode=self.mode)
+        return rag_messages(messages, hits, self.template, self.threshold)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def cited(text: str, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The sources that ``text`` cites as [n] (or [n, m]), in order of first citation."""
+    by_n = {s["n"]: s for s in sources}
+    out, seen = [], set()
+    for m in _CITE.finditer(text):
+        for n in (int(x) for x in m.group(1).split(",")):
+            if n in by_n and n not in seen:
+                seen.add(n)
+                out.append(by_n[n])
+    return out
+
+
+def format_sources(sources: list[dict[str, Any]]) -> str:
+    """One line per source: ``[1] HR_Policy.pdf, page 3, Leave > Annual leave``."""
+    return "\n".join(f"[{s['n']}] {source_label(s['doc'], s)}" for s in sources)
+
+
+def source_label(doc: str, meta: dict) -> str:
+    """``HR_Policy.pdf, page 3, Leave > Annual leave`` (the file name only; the full path is in the citation)."""
+    parts = [Path(doc).name]
+    if meta.get("page") is not None:
+        parts.append(f"page {meta['page']}")
+    if meta.get("heading"):
+        parts.append(str(meta["heading"]))
+    return ", ".join(parts)
+
+
+def check_template(template: str) -> None:
+    missing = [p for p in ("{context}", "{question}") if p not in template]
+    if missing:
+        raise RagError(f"the RAG prompt template lacks {' and '.join(missing)}", fix="write both {context} and {question} in it")
+
+
+def _with_dense(hits: list[Hit], vector: np.ndarray) -> list[Hit]:
+    """Fill in the dense cosine of hits the store found by keyword only, when it returned their vectors."""
+    for hit in hits:
+        if hit.dense is None and hit.chunk.vector is not None:
+            hit.dense = float(np.dot(np.asarray(hit.chunk.vector, dtype=np.float32), vector))
+    return hits
+
+
+def _last_user(messages: list[dict[str, Any]]) -> int:
+    for i in range(len(messages) - 1, -1, -1):
+        if messages[i].get("role") == "user":
+            return i
+    raise RagError("no user message to answer", fix="end the conversation with a user message")
+
+
+def _content(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):  # content parts: keep the text ones
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")

@@ -1,0 +1,325 @@
+"""Read documents into sections: text with the page and heading path it came from.
+
+    from onthejob.rag.ingest import find_files, read_file
+    for path in find_files(["docs/"]):
+        sections = read_file(path)        # [Section(text, page, heading), ...]
+
+Supported: .txt, .md (``#`` headings), .html/.htm (h1-h6 headings; script and style dropped),
+.pdf (text layer, one section per page; headings from the PDF's bookmarks when it has them),
+.docx (headings from "Heading N"/"Title" paragraph styles; tables kept in place), and .csv /
+.jsonl, where each row is one section: the column/key ``text_key`` when given, else every column
+as ``key: value`` lines. Readers register in ``READERS`` by extension.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+from onthejob.errors import RagError
+
+HEADING_SEP = " > "
+
+
+@dataclass
+class Section:
+    """A stretch of a document under one heading on one page; chunks never cross sections."""
+
+    text: str
+    page: int | None = None  # 1-based page (PDF), None where the format has no pages
+    heading: str | None = None  # heading path, e.g. "Leave > Annual leave"; "row 3" for tables
+
+
+Reader = Callable[..., list[Section]]
+READERS: dict[str, Reader] = {}  # ".pdf" -> reader(path, text_key=None) -> sections
+
+
+def reader(*extensions: str):
+    def register(fn: Reader) -> Reader:
+        for ext in extensions:
+            READERS[ext] = fn
+        return fn
+
+    return register
+
+
+def find_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Supported files among ``paths``, directories walked recursively; sorted, resolved, unique."""
+    found: set[Path] = set()
+    for p in paths:
+        path = Path(p).expanduser()
+        if path.is_dir():
+            found.update(
+                f.resolve() for f in path.rglob("*")
+                if f.is_file() and f.suffix.lower() in READERS and not _hidden(f.relative_to(path))
+            )
+        elif path.is_file():
+            if path.suffix.lower() not in READERS:
+                raise RagError(f"{path}: unsupported file type {path.suffix or '(none)'}", fix=f"use one of {_supported()}")
+            found.add(path.resolve())
+        else:
+            raise RagError(f"{path}: no such file or folder", fix="check the path")
+    return sorted(found)
+
+
+def read_file(path: str | os.PathLike, *, text_key: str | None = None) -> list[Section]:
+    """The sections of one file, empty ones dropped; RagError when it cannot be read."""
+    path = Path(path)
+    fn = READERS.get(path.suffix.lower())
+    if fn is None:
+        raise RagError(f"{path}: unsupported file type {path.suffix or '(none)'}", fix=f"use one of {_supported()}")
+    try:
+        sections = fn(path, text_key=text_key)
+    except RagError:
+        raise
+    except Exception as e:  # noqa: BLE001 - parsers raise anything on a broken file
+        raise RagError(
+            f"{path}: cannot read it as {path.suffix.lower()}: {type(e).__name__}: {e}",
+            fix="check that the file opens in its usual program, or remove it from the paths",
+        ) from e
+    return [s for s in sections if s.text.strip()]
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _supported() -> str:
+    return ", ".join(sorted(READERS))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RagError(f"{path}: not UTF-8 text ({e})", fix="save the file as UTF-8") from e
+
+
+# ---------------------------------------------------------------------------------- readers
+
+
+@reader(".txt")
+def read_txt(path: Path, **_) -> list[Section]:
+    return [Section(_read_text(path))]
+
+
+_ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+@reader(".md", ".markdown")
+def read_md(path: Path, **_) -> list[Section]:
+    out = _Outline()
+    in_fence = False
+    for line in _read_text(path).splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        m = None if in_fence else _ATX.match(line)
+        if m:
+            out.heading(len(m.group(1)), m.group(2))
+        else:
+            out.text(line + "\n")
+    return out.sections()
+
+
+@reader(".html", ".htm")
+def read_html(path: Path, **_) -> list[Section]:
+    parser = _HtmlSections()
+    parser.feed(_read_text(path))
+    parser.close()
+    return parser.outline.sections()
+
+
+@reader(".pdf")
+def read_pdf(path: Path, **_) -> list[Section]:
+    import pypdf
+
+    doc = pypdf.PdfReader(str(path))
+    if doc.is_encrypted:
+        try:
+            doc.decrypt("")
+        except Exception as e:  # noqa: BLE001
+            raise RagError(f"{path}: the PDF is encrypted", fix="save an unencrypted copy") from e
+    headings = _pdf_headings(doc)
+    current = None
+    sections = []
+    for i, page in enumerate(doc.pages):
+        current = headings.get(i, current)
+        sections.append(Section(page.extract_text() or "", page=i + 1, heading=current))
+    return sections
+
+
+@reader(".docx")
+def read_docx(path: Path, **_) -> list[Section]:
+    import docx
+    from docx.table import Table
+
+    out = _Outline()
+    for block in docx.Document(str(path)).iter_inner_content():
+        if isinstance(block, Table):
+            for row in block.rows:
+                out.text(" | ".join(_unique(c.text.strip() for c in row.cells)) + "\n")
+            out.text("\n")
+            continue
+        level = _docx_level(block.style.name if block.style is not None else "")
+        if level:
+            out.heading(level, block.text)
+        else:
+            out.text(block.text + "\n\n")
+    return out.sections()
+
+
+@reader(".csv")
+def read_csv(path: Path, *, text_key: str | None = None, **_) -> list[Section]:
+    csv.field_size_limit(1 << 30)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    # row numbers count the header line, so "row 2" is the second line of the file
+    return [_row_section(row, text_key, f"row {i}", path) for i, row in enumerate(rows, start=2)]
+
+
+@reader(".jsonl")
+def read_jsonl(path: Path, *, text_key: str | None = None, **_) -> list[Section]:
+    sections = []
+    for i, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise RagError(f"{path}:{i}: not valid JSON ({e.msg})", fix="one JSON object per line") from e
+        if not isinstance(record, dict):
+            raise RagError(f"{path}:{i}: a JSON {type(record).__name__}, not an object", fix="one JSON object per line")
+        sections.append(_row_section(record, text_key, f"line {i}", path))
+    return sections
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+class _Outline:
+    """Collects text under a stack of headings; each heading starts a new section."""
+
+    def __init__(self):
+        self.stack: list[tuple[int, str]] = []
+        self.parts: list[str] = []
+        self.done: list[Section] = []
+
+    def heading(self, level: int, title: str) -> None:
+        self._flush()
+        title = " ".join(title.split())
+        self.stack = [(lv, t) for lv, t in self.stack if lv < level]
+        if title:
+            self.stack.append((level, title))
+
+    def text(self, text: str) -> None:
+        self.parts.append(text)
+
+    def sections(self) -> list[Section]:
+        self._flush()
+        return self.done
+
+    def _flush(self) -> None:
+        text = "".join(self.parts).strip()
+        self.parts = []
+        if text:
+            heading = HEADING_SEP.join(t for _, t in self.stack) or None
+            self.done.append(Section(text, heading=heading))
+
+
+_BLOCKS = {"p", "div", "li", "tr", "br", "section", "article", "blockquote", "pre", "table", "ul", "ol", "dd", "dt"}
+
+
+class _HtmlSections(HTMLParser):
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.outline = _Outline()
+        self.skip = 0  # inside script/style
+        self.heading_level = 0
+        self.heading_text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "style", "noscript", "template"):
+            self.skip += 1
+        elif re.fullmatch(r"h[1-6]", tag):
+            self.heading_level, self.heading_text = int(tag[1]), []
+        elif tag in _BLOCKS:
+            self.outline.text("\n\n" if tag in ("p", "div", "section", "article", "table") else "\n")
+
+    def handle_endtag(self, tag):
+        if tag in ("script", "style", "noscript", "template"):
+            self.skip = max(0, self.skip - 1)
+        elif re.fullmatch(r"h[1-6]", tag) and self.heading_level:
+            self.outline.heading(self.heading_level, "".join(self.heading_text))
+            self.heading_level = 0
+        elif tag in ("td", "th"):
+            self.outline.text(" | ")
+
+    def handle_data(self, data):
+        if self.skip:
+            return
+        if self.heading_level:
+            self.heading_text.append(data)
+        else:
+            self.outline.text(re.sub(r"[ \t\r\n]+", " ", data))
+
+
+def _pdf_headings(doc) -> dict[int, str]:
+    """Page index -> heading path of the last bookmark starting on that page ({} without bookmarks)."""
+    out: dict[int, str] = {}
+
+    def walk(items, trail):
+        last = None
+        for item in items:
+            if isinstance(item, list):
+                if last is not None:
+                    walk(item, trail + [last])
+                continue
+            last = str(getattr(item, "title", "") or "").strip()
+            try:
+                page = doc.get_destination_page_number(item)
+            except Exception:  # noqa: BLE001 - a broken bookmark is no reason to fail the file
+                continue
+            if page is not None and page >= 0 and last:
+                out[page] = HEADING_SEP.join(trail + [last])
+
+    try:
+        walk(doc.outline, [])
+    except Exception:  # noqa: BLE001
+        return {}
+    return out
+
+
+def _docx_level(style: str) -> int:
+    if style == "Title":
+        return 1
+    m = re.fullmatch(r"Heading (\d)", style)
+    return int(m.group(1)) + 1 if m else 0  # Title is level 1, so Heading 1 nests under it
+
+
+def _unique(cells: Iterable[str]) -> list[str]:
+    """Merged cells repeat their text once per grid cell; keep it once."""
+    out: list[str] = []
+    for c in cells:
+        if not out or out[-1] != c:
+            out.append(c)
+    return out
+
+
+def _row_section(row: dict, text_key: str | None, where: str, path: Path) -> Section:
+    if text_key is not None:
+        if text_key not in row:
+            raise RagError(
+                f"{path} ({where}): no column or key {text_key!r}",
+                fix=f"use one of: {', '.join(map(str, row))}, or leave the text key unset to use every column",
+            )
+        value = row[text_key]
+        return Section(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False), heading=where)
+    lines = [f"{k}: {v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for k, v in row.items() if v not in (None, "")]
+    return Section("\n".join(lines), heading=where)
