@@ -118,6 +118,7 @@ def test_embeddings_from_minilm(client):
 
 
 def test_client_disconnect_stops_generation_and_metrics_count(client, server):
+    client.chat.completions.create(model="alpha", messages=HELLO, max_tokens=2)  # one counted 200
     sched = server.scheduler
     with sched._model_lock:  # no step runs until the client has gone
         stream = client.chat.completions.create(model="alpha", messages=HELLO, max_tokens=64, stream=True)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from onthejob import paths
-from onthejob.models.convert import MANIFEST, cache_problem
+from onthejob.models.convert import cache_problem
 from onthejob.models.registry import KNOWN
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from onthejob.serve.engine import Engine, SamplingParams
@@ -40,6 +41,12 @@ def run_chat(
     if system is None and loaded.system_prompt:
         system = loaded.system_prompt  # what the run was trained with; --system overrides it
         output.write(f"system prompt from training: {system}\n")
+    return converse(lambda history: _reply(engine, history, params, output, rag), system=system, input=input, output=output)
+
+
+def converse(reply: Callable[[list[dict]], str | None], *, system: str | None, input: TextIO, output: TextIO) -> int:  # noqa: A002
+    """The terminal conversation loop shared by local and remote chat. ``reply(history)`` answers
+    the last user turn (and prints it), or returns None to drop that turn."""
     start = [{"role": "system", "content": system}] if system else []
     history = list(start)
     try:
@@ -55,7 +62,11 @@ def run_chat(
             if not text:
                 continue
             history.append({"role": "user", "content": text})
-            history.append({"role": "assistant", "content": _reply(engine, history, params, output, rag)})
+            answer = reply(history)
+            if answer is None:
+                history.pop()
+                continue
+            history.append({"role": "assistant", "content": answer})
     except KeyboardInterrupt:
         output.write("\n")  # leave the terminal on a fresh line
     output.flush()

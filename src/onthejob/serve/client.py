@@ -11,7 +11,7 @@ import sys
 from typing import TextIO
 
 from onthejob.errors import ModelError
-from onthejob.serve.chat import HELP, _ask
+from onthejob.serve.chat import HELP, converse
 from onthejob.serve.engine import SamplingParams
 
 
@@ -39,34 +39,17 @@ def run_remote_chat(
     except openai.APIStatusError as e:
         raise ModelError(f"{url}: {_message(e)}") from e
     output.write(f"chatting with {model} at {url} ({HELP})\n")
-    start = [{"role": "system", "content": system}] if system else []
-    history = list(start)
-    try:
-        while True:
-            line = _ask(input, output)
-            if line is None or line.strip() == "/exit":
-                break
-            text = line.strip()
-            if text == "/reset":
-                history = list(start)
-                output.write("(conversation cleared)\n")
-                continue
-            if not text:
-                continue
-            history.append({"role": "user", "content": text})
-            try:
-                reply = _answer(client, model, history, params, output)
-            except openai.APIStatusError as e:
-                history.pop()
-                output.write(f"\n(error from the server: {_message(e)})\n")
-                continue
-            except openai.APIConnectionError as e:
-                raise ModelError(f"lost the server at {url}: {e}") from e
-            history.append({"role": "assistant", "content": reply})
-    except KeyboardInterrupt:
-        output.write("\n")
-    output.flush()
-    return 0
+
+    def reply(history: list[dict]) -> str | None:
+        try:
+            return _answer(client, model, history, params, output)
+        except openai.APIStatusError as e:
+            output.write(f"\n(error from the server: {_message(e)})\n")
+            return None
+        except openai.APIConnectionError as e:
+            raise ModelError(f"lost the server at {url}: {e}") from e
+
+    return converse(reply, system=system, input=input, output=output)
 
 
 def _answer(client, model: str, history: list[dict], params: SamplingParams, output: TextIO) -> str:
