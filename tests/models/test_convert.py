@@ -88,3 +88,10 @@ def test_default_model_converts_once_and_a_truncated_cache_is_rebuilt(default_mo
     assert getattr(model.config, "quantization_config", None) is None
     assert tokenizer.chat_template and tokenizer.eos_token == "<|im_end|>"
     assert sum(p.numel() for p in model.parameters()) == KNOWN[DEFAULT_MODEL].params
+
+
+def test_a_missing_folder_under_an_existing_one_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    with pytest.raises(ModelError, match="unknown model 'runs/missing'"):
+        resolve("runs/missing")

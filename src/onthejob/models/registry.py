@@ -84,7 +84,8 @@ def resolve(name: str | Path, *, on_convert: Callable[[str], None] | None = None
             f"{path} is a folder but not a model (no config.json)",
             fix="name a Hugging Face model folder, a run folder, or one of: " + ", ".join(KNOWN),
         )
-    looks_local = text.startswith((".", "/", "~")) or path.suffix or text.count("/") != 1
+    # "runs/missing" could be a hub id, but when ./runs exists the user meant a local folder.
+    looks_local = text.startswith((".", "/", "~")) or path.suffix or text.count("/") != 1 or path.parent.is_dir()
     if looks_local:
         raise ModelError(
             f"unknown model {text!r}: no such folder and not a known name",

@@ -33,7 +33,7 @@ class RunData:
 def _checked(ds: Dataset | str, tokenizer, config: TrainConfig) -> list[Example]:
     spec = ds if isinstance(ds, Dataset) else Dataset(path=ds)
     if not Path(spec.path).is_file():
-        raise DataError(f"{spec.path}: no such data file", fix="fix data.train[].path / data.eval in the config")
+        raise DataError(f"{spec.path}: no such data file", fix="check the path (data.train[].path / data.eval in a config)")
     report = check_file(
         spec.path,
         tokenizer=tokenizer,
