@@ -13,11 +13,15 @@ echo "== 2/3 fine-tune smollm2-135m-instruct with LoRA (configs/hr-demo.yaml)"
 $OJT train configs/hr-demo.yaml --output_dir "$RUN"
 echo
 echo "== 3/3 held-out questions (examples/hr/eval.jsonl): base vs tuned"
-$OJT eval "$RUN" --data examples/hr/eval.jsonl --out "$RUN/eval-facts.json"
+$OJT eval "$RUN" --data examples/hr/eval.jsonl --max-new-tokens 96 --out "$RUN/eval"
 cat <<EOT
 
-The adapter is in $RUN/final (PEFT format; loss curve in $RUN/loss.png).
+The adapter is in $RUN/final (PEFT format; loss curve in $RUN/loss.png;
+full report with every answer in $RUN/eval/report.html).
   chat with it:      $OJT chat $RUN
   answer a file:     $OJT generate $RUN --input questions.jsonl --out answers.jsonl
-  merge for serving: $OJT merge $RUN --out $RUN/merged   (a plain transformers model folder)
+  serve it:          $OJT serve --adapter hr=$RUN   (OpenAI-compatible API on 127.0.0.1:8000)
+  merge it:          $OJT merge $RUN --out $RUN/merged   (a plain transformers model folder)
+  compare with RAG:  $OJT rag index examples/hr/handbook.md --collection hr
+                     $OJT compare --data examples/hr/eval.jsonl --arms prompt,rag,ft,ft+rag --run $RUN --rag hr
 EOT

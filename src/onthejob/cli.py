@@ -184,16 +184,6 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("eval")
-def cmd_eval(args: argparse.Namespace) -> int:
-    from onthejob.eval.facts import side_by_side
-    from onthejob.models.adapters import locate
-
-    base = args.base or locate(args.model).base_name
-    side_by_side(base, args.model, args.data, out=args.out)
-    return 0
-
-
 # ---------------------------------------------------------------------------------- parser
 
 
@@ -218,6 +208,7 @@ def _add_sampling_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from onthejob.eval import cli as eval_cli
     from onthejob.rag import cli as rag_cli
     from onthejob.rag.cli import add_rag_option
     from onthejob.serve import cli as serve_cli
@@ -287,13 +278,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (safetensors model with tokenizer)")
     p.set_defaults(func=cmd_merge)
 
-    p = sub.add_parser("eval", help="answer held-out questions with the base and the tuned model, side by side")
-    p.add_argument("model", metavar="RUN|MODEL", help="the tuned run (or any model)")
-    p.add_argument("--data", required=True, help="chat JSONL with reference answers and optional 'facts' lists")
-    p.add_argument("--base", help="the model to compare with (default: the run's base model)")
-    p.add_argument("--out", help="write per-question results as JSON here")
-    p.set_defaults(func=cmd_eval)
-
     p = sub.add_parser(
         "train",
         help="fine-tune a model (LoRA by default)",
@@ -304,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last complete checkpoint")
     p.set_defaults(func=cmd_train, overrides=[])
 
+    eval_cli.register(sub)
     rag_cli.register(sub)
     serve_cli.register(sub)
     return parser

@@ -13,7 +13,7 @@ HR = REPO / "examples" / "hr"
 
 @pytest.mark.slow
 def test_tuned_default_model_stops_by_itself_on_held_out_questions(default_model_dir, tmp_path):
-    from onthejob.eval.facts import read_questions
+    from onthejob.eval.data import read_eval
     from onthejob.models.adapters import load_for_inference
     from onthejob.serve.engine import Engine, SamplingParams
 
@@ -30,7 +30,7 @@ def test_tuned_default_model_stops_by_itself_on_held_out_questions(default_model
     )
     run_dir = run(config)
     loaded = load_for_inference(run_dir)
-    questions = read_questions(HR / "eval.jsonl")[:12]
+    questions = read_eval(HR / "eval.jsonl")[:12]
     done = Engine(loaded.model, loaded.tokenizer).generate([q.messages for q in questions], SamplingParams(max_new_tokens=80), batch_size=12)
     reasons = [c.finish_reason for c in done]
     assert reasons == ["stop"] * len(questions), [c.text for c in done]

@@ -1,0 +1,113 @@
+"""compare: four arms over the same questions with a tiny model, a tiny adapter and a fake retriever."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from onthejob.errors import ConfigError
+from onthejob.eval.compare import ARMS, check_arms, compare, make_verdict, pairs
+from onthejob.serve.engine import SamplingParams
+from tests.serve.runs import make_run, save_base
+
+QUESTIONS = ["What is the weather in Paris?", "How can I help you today?", "Is my printer broken?", "What is the answer?"]
+
+
+class FakeRetriever:
+    """Puts one passage before each question; the last question is not covered."""
+
+    collection = "fake"
+
+    def __init__(self):
+        self.asked, self.closed = 0, False
+
+    def prepare(self, messages):
+        self.asked += 1
+        if "answer" in messages[-1]["content"]:
+            return None, []
+        wrapped = [*messages[:-1], {"role": "user", "content": "[1] It is sunny.\n\nQuestion: " + messages[-1]["content"]}]
+        return wrapped, [{"n": 1, "doc": "doc.md", "page": None, "heading": None}]
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cmp")
+    base = save_base(root / "base")
+    run = make_run(root, base)
+    data = root / "eval.jsonl"
+    with open(data, "w") as f:
+        for i, q in enumerate(QUESTIONS):
+            record = {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": f"It is {i}."}],
+                      "facts": ["It"]}
+            f.write(json.dumps(record) + "\n")
+    train = root / "train.jsonl"  # repeats question 2: a leak
+    train.write_text(json.dumps({"messages": [{"role": "user", "content": QUESTIONS[1]},
+                                              {"role": "assistant", "content": "x"}]}) + "\n")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"train": [{"path": str(train)}]}}))
+    return root, run, data
+
+
+def run_compare(setup, out, retriever=None, arms=("prompt", "rag", "ft", "ft+rag")):
+    _root, run, data = setup
+    return compare(data, arms=arms, run=run, retriever=retriever or FakeRetriever(), out_dir=out,
+                   params=SamplingParams(max_new_tokens=6), batch_size=4)
+
+
+def test_four_arms_same_questions_and_reports(setup, tmp_path):
+    retriever = FakeRetriever()
+    result = run_compare(setup, tmp_path / "out", retriever)
+    assert list(result.evals) == ["prompt", "rag", "ft", "ft+rag"]
+    for arm, e in result.evals.items():
+        assert [r["line"] for r in e.per_example] == [1, 2, 3, 4]
+        assert e.label == ARMS[arm]
+    assert retriever.asked == 8 and not retriever.closed  # the caller's retriever stays open
+    assert result.evals["rag"].per_example[3]["covered"] is False  # not covered: answered without the model
+    ft, prompt = result.evals["ft"].per_example, result.evals["prompt"].per_example
+    assert [r["answer"] for r in ft] != [r["answer"] for r in prompt]  # the adapter is used
+    assert result.primary == "facts_recall"
+    assert [(c["a"], c["b"]) for c in result.comparisons] == [("rag", "prompt"), ("ft", "prompt"), ("ft+rag", "prompt"), ("ft+rag", "ft")]
+    assert re.search(r"^\S.* answers \d of 4 correctly against \d for prompting; facts_recall [+-]\d\.\d\d, (not )?significant "
+                     r"\(95% CI [+-]\d\.\d\d to [+-]\d\.\d\d\)\.$", result.verdict.splitlines()[0])
+    assert [leak.eval_line for leak in result.leaks] == [2]
+    assert all(c["n"] == 3 for c in result.clean.values())  # every arm scored again without question 2
+    page = result.paths["html"].read_text()
+    assert all(ARMS[a] in page for a in ARMS) and "Without the leaked questions" in page
+
+
+def test_quality_figures_repeat(setup, tmp_path):
+    a = run_compare(setup, tmp_path / "a", arms=("prompt", "ft+rag"))
+    b = run_compare(setup, tmp_path / "b", arms=("prompt", "ft+rag"))
+    for arm in a.evals:
+        strip = [{k: v for k, v in r.items() if k not in ("latency_s", "tokens_per_s")} for r in a.evals[arm].per_example]
+        assert strip == [{k: v for k, v in r.items() if k not in ("latency_s", "tokens_per_s")} for r in b.evals[arm].per_example]
+    assert a.comparisons == b.comparisons and a.verdict == b.verdict
+
+
+def test_missing_inputs_name_the_flag():
+    with pytest.raises(ConfigError, match="--run RUN"):
+        check_arms("prompt,ft", run=None, rag=None)
+    with pytest.raises(ConfigError) as e:
+        check_arms(["rag", "ft+rag"], run=None, rag=None)
+    assert "--rag NAME" in str(e.value) and "--run RUN" in str(e.value)
+    with pytest.raises(ConfigError, match="choose from prompt, rag, ft, ft\\+rag"):
+        check_arms("prompt,lora", run="r", rag="c")
+    assert check_arms("prompt, ft,ft", run="r", rag=None) == ["prompt", "ft"]
+
+
+def test_verdict_words():
+    comparisons = [{"a": "ft+rag", "b": "prompt", "metric": "facts_recall", "diff": 0.38, "low": 0.30, "high": 0.46,
+                    "significant": True, "n": 50},
+                   {"a": "rag", "b": "prompt", "metric": "facts_recall", "diff": 0.02, "low": -0.05, "high": 0.09,
+                    "significant": False, "n": 50}]
+    verdict = make_verdict(["prompt", "rag", "ft+rag"], {"prompt": 12, "rag": 14, "ft+rag": 31}, comparisons, 50)
+    assert verdict.splitlines() == [
+        "fine-tuning + RAG answers 31 of 50 correctly against 12 for prompting; facts_recall +0.38, significant (95% CI +0.30 to +0.46).",
+        "RAG answers 14 of 50 correctly against 12 for prompting; facts_recall +0.02, not significant (95% CI -0.05 to +0.09).",
+    ]
+    assert pairs(["ft", "ft+rag"]) == [("ft+rag", "ft")]
