@@ -2,7 +2,6 @@ import json
 import sys
 import types
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -17,20 +16,8 @@ from onthejob.data.check import (
 from onthejob.data.readers import read_examples
 from onthejob.errors import DataError
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.data.helpers import shared, write_jsonl
 TICKETS = "support-tickets/Bitext_Sample_Customer_Support_Training_Dataset.csv"
-
-
-def shared(rel: str) -> Path:
-    path = SHARED_DATA / rel
-    if not path.exists():
-        pytest.skip(f"{path} is absent (shared data sits beside the repo in CI, not in a user's clone)")
-    return path
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
-    return path
 
 
 def chat(*turns: str, **extra) -> dict:

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import pytest
 
@@ -8,21 +7,9 @@ from onthejob.data.readers import FORMATS, convert, read_examples, record_format
 from onthejob.data.schema import Example, ReadResult
 from onthejob.errors import DataError
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.data.helpers import shared, write_jsonl
 TICKETS = "support-tickets/Bitext_Sample_Customer_Support_Training_Dataset.csv"
 TICKET_MAP = {"instruction": "user", "response": "assistant"}
-
-
-def shared(rel: str) -> Path:
-    path = SHARED_DATA / rel
-    if not path.exists():
-        pytest.skip(f"{path} is absent (shared data sits beside the repo in CI, not in a user's clone)")
-    return path
-
-
-def write_jsonl(path: Path, records: list) -> Path:
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
-    return path
 
 
 def codes(result: ReadResult) -> list[tuple[str, int, int | None]]:
