@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from onthejob.train.config import set_dotted
+
 from tests.tiny import tiny_model, tiny_tokenizer
 
 
@@ -45,11 +47,7 @@ def make_config(tmp: Path, **overrides) -> dict:
         "optim": {"lr": 1e-2, "warmup_steps": 0},
     }
     for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+        set_dotted(config, key, value)
     return config
 
 

@@ -136,12 +136,16 @@ def parse_overrides(args: list[str]) -> dict[str, Any]:
             value = next(it, None)
             if value is None:
                 raise ConfigError(f"--{key} has no value", fix=f"write --{key} VALUE")
-        node = out
-        *parents, leaf = key.replace("-", "_").split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+        set_dotted(out, key.replace("-", "_"), yaml.safe_load(value))
     return out
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """``set_dotted(t, "optim.lr", 1e-4)`` sets ``t["optim"]["lr"]``, making sections as needed."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from onthejob.train import runfolder
-from onthejob.train.config import TrainConfig
+from onthejob.train.config import TrainConfig, set_dotted
 from onthejob.train.progress import say
 
 # Keys the saved state depends on: changing them would not continue the same run.
@@ -49,9 +49,5 @@ def reconcile(run_dir: Path, saved: TrainConfig, asked: TrainConfig, fingerprint
 def _unflat(flat: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
+        set_dotted(out, key, value)
     return out
