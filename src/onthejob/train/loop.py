@@ -22,6 +22,7 @@ from onthejob.data.pack import collate
 from onthejob.errors import RunError
 from onthejob.train import checkpoint, config as cfg, runfolder
 from onthejob.train.data import fingerprint, prepare
+from onthejob.train.fast import lean_bf16
 from onthejob.train.loss import TrainForward
 from onthejob.train.model import build, count_parameters
 from onthejob.train.progress import Progress, describe_start, say
@@ -154,6 +155,9 @@ def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
     set_seed(config.seed)
     base, tokenizer = load_model(config.model, on_convert=say)
     model = build(base, config)
+    bf16 = use_bf16(config, acc.device)
+    if bf16 and config.method != "full":  # full fine-tuning saves every weight: none may be rounded
+        lean_bf16(model)
     if ckpt:
         checkpoint.load_trainable(model, ckpt)
     data = prepare(config, tokenizer)
@@ -169,7 +173,6 @@ def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
     if config.compile:
         forward = torch.compile(forward)
     forward, optimizer = acc.prepare(forward, optimizer)
-    bf16 = use_bf16(config, acc.device)
     trainable, n_total = count_parameters(model)
     if acc.is_main_process:
         describe_start(config, data, plan, total, trainable, n_total, bf16, acc, resumed_at=state.get("step"))

@@ -12,12 +12,15 @@ micro-steps exactly equal to one batch k times as large.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from onthejob.data.template import IGNORE_INDEX
+from onthejob.train.fast import packed_attention, spans
 
 
 def causal_lm(model: nn.Module) -> nn.Module:
@@ -33,33 +36,89 @@ class TrainForward(nn.Module):
         super().__init__()
         self.model = model
         self.chunk = chunk
+        self._head_cache = None
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None):
         lm = causal_lm(self.model)
-        # use_cache=False matters: with a cache, transformers ignores the packed position ids
-        # when building the mask and attention would cross examples.
-        hidden = lm.model(
-            input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, use_cache=False
-        ).last_hidden_state  # (B, T, H)
+        packed = position_ids is not None and attention_mask is None
+        with packed_attention(lm.config) if packed else contextlib.nullcontext(False) as per_example:
+            extra = {"example_spans": spans(position_ids)} if per_example else {}
+            # use_cache=False matters: with a cache, transformers ignores the packed position ids
+            # when building the mask and attention would cross examples.
+            hidden = lm.model(
+                input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, use_cache=False, **extra
+            ).last_hidden_state  # (B, T, H)
         targets = labels[:, 1:]  # (B, T-1): token t+1 is predicted at position t
         keep = targets != IGNORE_INDEX
         h = hidden[:, :-1][keep]  # (N, H), N = supervised tokens
         y = targets[keep]  # (N,)
+        head = lm.lm_head
+        if torch.is_grad_enabled() and type(head) is nn.Linear and head.bias is None:
+            return _FusedHeadLoss.apply(h, head.weight, y, self.chunk, self._compute_weight(head.weight)), _ZERO, y.numel()
         loss_sum = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         for start in range(0, y.numel(), self.chunk):
             hc, yc = h[start : start + self.chunk], y[start : start + self.chunk]
-            if torch.is_grad_enabled():
-                part, hits = checkpoint(_chunk_loss, lm.lm_head, hc, yc, use_reentrant=False)
+            if torch.is_grad_enabled():  # a head with an adapter or a bias: recompute in backward
+                part, hits = checkpoint(_chunk_loss, head, hc, yc, use_reentrant=False)
             else:
-                part, hits = _chunk_loss(lm.lm_head, hc, yc)
+                part, hits = _chunk_loss(head, hc, yc)
             loss_sum = loss_sum + part
             correct = correct + hits
         return loss_sum, correct, y.numel()
+
+    def _compute_weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """The head weight in the dtype its matmul runs in; a frozen head is cast once, not per call."""
+        dtype = torch.get_autocast_dtype(weight.device.type) if torch.is_autocast_enabled(weight.device.type) else weight.dtype
+        if weight.requires_grad:
+            return weight.detach().to(dtype)
+        key = (weight.data_ptr(), weight._version, dtype)
+        if self._head_cache is None or self._head_cache[0] != key:
+            self._head_cache = (key, weight.detach().to(dtype))
+        return self._head_cache[1]
+
+
+_ZERO = torch.zeros((), dtype=torch.long)  # token accuracy is reported by evaluation only
 
 
 def _chunk_loss(head: nn.Module, h: torch.Tensor, y: torch.Tensor):
     logits = head(h).float()  # (n, V), float32 for a stable log-softmax
     loss = F.cross_entropy(logits, y, reduction="sum")
-    hits = (logits.detach().argmax(-1) == y).sum()
-    return loss, hits
+    if torch.is_grad_enabled():
+        return loss, _ZERO.to(y.device)
+    return loss, (logits.argmax(-1) == y).sum()
+
+
+class _FusedHeadLoss(torch.autograd.Function):
+    """sum(cross_entropy(h @ W.T, y)) whose gradients are worked out chunk by chunk in forward.
+
+    Each chunk's logits live only while their chunk is processed (the (N, V) tensor never exists)
+    and, unlike checkpointing, the head matmul is not run again in backward. d loss / d logits is
+    softmax - onehot, computed in float32 as F.cross_entropy would; the matmuls run in the dtype
+    of ``w`` (bf16 under autocast), as autograd's would.
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, y, chunk: int, w):  # h (N, H), weight (V, H), y (N,)
+        hw = h.detach().to(w.dtype)
+        grad_h = torch.empty_like(hw)
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if weight.requires_grad else None
+        loss = torch.zeros((), dtype=torch.float32, device=h.device)
+        for s in range(0, y.numel(), chunk):
+            hc, yc = hw[s : s + chunk], y[s : s + chunk]
+            logp = torch.log_softmax(hc @ w.T, dim=-1, dtype=torch.float32)  # (n, V)
+            loss -= logp.gather(1, yc[:, None]).sum()
+            grad = logp.exp_()  # softmax, in place
+            grad[torch.arange(yc.numel(), device=yc.device), yc] -= 1
+            grad = grad.to(w.dtype)
+            grad_h[s : s + chunk] = grad @ w
+            if grad_w is not None:
+                grad_w += (grad.T @ hc).float()
+        ctx.grads = (grad_h, grad_w, h.dtype, weight.dtype)
+        return loss
+
+    @staticmethod
+    def backward(ctx, g):
+        grad_h, grad_w, h_dtype, w_dtype = ctx.grads
+        del ctx.grads
+        return (grad_h * g).to(h_dtype), None if grad_w is None else (grad_w * g).to(w_dtype), None, None, None
