@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from onthejob.data.pack import collate, pack
 from onthejob.data.template import Tokenized
-from onthejob.train.fast import lean_bf16, packed_attention, spans
+from onthejob.train.fast import lean_bf16, spans, use_packed_attention
 from onthejob.train.loss import TrainForward, _FusedHeadLoss
 from tests.tiny import tiny_model, tiny_tokenizer
 
@@ -32,14 +32,14 @@ def test_per_example_attention_equals_the_block_diagonal_mask():
     batch = _packed_batch(model.config.vocab_size)
     with torch.no_grad():
         masked = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
-        with packed_attention(model.config) as on:
-            assert on and model.config._attn_implementation != "sdpa"
-            per_example = model.model(
-                input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
-                example_spans=spans(batch["position_ids"]),
-            ).last_hidden_state
-    assert model.config._attn_implementation == "sdpa"  # restored
+        assert use_packed_attention(model.config)
+        per_example = model.model(
+            input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False,
+            example_spans=spans(batch["position_ids"]),
+        ).last_hidden_state
+        without_spans = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
     torch.testing.assert_close(per_example, masked, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(without_spans, masked)  # calls without spans keep the mask
 
 
 @pytest.mark.parametrize("weight_grad", [False, True])
@@ -65,6 +65,19 @@ def _lora(model):
 
     model.config.use_cache = False
     return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+
+
+def test_gradient_checkpointing_recomputes_the_same_packed_forward():
+    tok = tiny_tokenizer()
+    model = _lora(tiny_model(tok, layers=3))
+    batch = _packed_batch(model.config.vocab_size, lengths=(20, 30, 9), max_len=64)
+    plain, grads = _loss_and_grads(model, batch)
+    model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.get_base_model().enable_input_require_grads()
+    checkpointed, grads_ckpt = _loss_and_grads(model, batch)
+    assert checkpointed == pytest.approx(plain, rel=1e-4)
+    for k in grads:
+        torch.testing.assert_close(grads_ckpt[k], grads[k], rtol=1e-3, atol=1e-4)
 
 
 def _loss_and_grads(model, batch):

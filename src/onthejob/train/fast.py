@@ -2,8 +2,8 @@
 
 1. **Attention per example.** A packed row holds several examples; transformers turns their
    restarting position ids into a block-diagonal (T, T) mask, and with a mask PyTorch's attention
-   computes every one of the T x T scores and throws most away. ``packed_attention`` runs causal
-   attention on each example's own span instead, so the work is sum(n_i^2) / 2 rather than T^2:
+   computes every one of the T x T scores and throws most away. ``use_packed_attention`` has causal
+   attention run on each example's own span instead, so the work is sum(n_i^2) / 2 rather than T^2:
    about a sixth of it for 512-token rows of ~190-token examples. The scores that are computed
    are the same ones.
 
@@ -73,20 +73,17 @@ def _register() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 
-@contextlib.contextmanager
-def packed_attention(config):
-    """Within the block, ``config``'s model runs attention per example when called with
-    ``example_spans=spans(position_ids)``; the model's own setting is restored afterwards."""
+def use_packed_attention(config) -> bool:
+    """Switch ``config``'s model to per-example attention for calls that pass
+    ``example_spans=spans(position_ids)`` (other calls keep PyTorch's SDPA with transformers' mask).
+    Set for the whole run, not per call: gradient checkpointing re-runs the forward in backward,
+    and it must take the same path. False for flash attention and friends, which handle packed
+    rows themselves."""
     if config._attn_implementation not in ("sdpa", "eager", NAME):
-        yield False  # flash attention and friends handle packed rows themselves
-        return
+        return False
     _register()
-    before = config._attn_implementation
     config._attn_implementation = NAME
-    try:
-        yield True
-    finally:
-        config._attn_implementation = before
+    return True
 
 
 def lean_bf16(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:

@@ -12,15 +12,13 @@ micro-steps exactly equal to one batch k times as large.
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from onthejob.data.template import IGNORE_INDEX
-from onthejob.train.fast import packed_attention, spans
+from onthejob.train.fast import spans, use_packed_attention
 
 
 def causal_lm(model: nn.Module) -> nn.Module:
@@ -37,17 +35,17 @@ class TrainForward(nn.Module):
         self.model = model
         self.chunk = chunk
         self._head_cache = None
+        self.per_example = use_packed_attention(causal_lm(model).config)
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None):
         lm = causal_lm(self.model)
         packed = position_ids is not None and attention_mask is None
-        with packed_attention(lm.config) if packed else contextlib.nullcontext(False) as per_example:
-            extra = {"example_spans": spans(position_ids)} if per_example else {}
-            # use_cache=False matters: with a cache, transformers ignores the packed position ids
-            # when building the mask and attention would cross examples.
-            hidden = lm.model(
-                input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, use_cache=False, **extra
-            ).last_hidden_state  # (B, T, H)
+        extra = {"example_spans": spans(position_ids)} if packed and self.per_example else {}
+        # use_cache=False matters: with a cache, transformers ignores the packed position ids
+        # when building the mask and attention would cross examples.
+        hidden = lm.model(
+            input_ids=input_ids, position_ids=position_ids, attention_mask=attention_mask, use_cache=False, **extra
+        ).last_hidden_state  # (B, T, H)
         targets = labels[:, 1:]  # (B, T-1): token t+1 is predicted at position t
         keep = targets != IGNORE_INDEX
         h = hidden[:, :-1][keep]  # (N, H), N = supervised tokens
