@@ -144,6 +144,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("plan")
+def cmd_plan(args: argparse.Namespace) -> int:
+    from onthejob.train import config as cfg
+    from onthejob.train.plan import plan_report
+
+    if not args.config and not args.data:
+        raise ConfigError("nothing to plan", fix="give a config (ojt plan configs/hr-demo.yaml) or a data file (ojt plan --data FILE)")
+    defaults = {"data": {"train": [{"path": args.data}]}} if args.data else None
+    config = cfg.load(args.config, args.overrides, defaults=defaults)
+    estimates, text = plan_report(config, args.gpu)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in estimates], indent=2))
+    else:
+        print(text)
+    return 0
+
+
 def _sampling(args: argparse.Namespace):
     from onthejob.serve.engine import SamplingParams
 
@@ -288,6 +305,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last complete checkpoint")
     p.set_defaults(func=cmd_train, overrides=[])
 
+    p = sub.add_parser(
+        "plan",
+        help="estimate peak memory and time per epoch of a training config, here and on GPUs",
+        description="Estimate, before training, the peak memory and time per epoch of a config on this machine and on named GPUs. Config keys can be overridden as in ojt train (--micro_batch_size 4).",
+    )
+    p.add_argument("config", nargs="?", help="a training config (YAML)")
+    p.add_argument("--data", help="plan training on this file with the default settings")
+    p.add_argument("--gpu", action="append", metavar="NAME", help="also estimate for this GPU (repeatable): H100, A100, RTX 4090, L4, T4, ...; default H100, A100, RTX 4090")
+    p.add_argument("--json", action="store_true", help="print the estimates as JSON")
+    p.set_defaults(func=cmd_plan, overrides=[])
+
     eval_cli.register(sub)
     rag_cli.register(sub)
     serve_cli.register(sub)
@@ -297,16 +325,16 @@ def build_parser() -> argparse.ArgumentParser:
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
     """Take ``--section.key VALUE`` config overrides out of ``ojt train``'s arguments."""
     command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
-    if command is None or argv[command] != "train":
+    if command is None or argv[command] not in ("train", "plan"):
         return argv, []
     at = command + 1
     own, overrides, rest = argv[:at], [], argv[at:]
     while rest:
         token = rest.pop(0)
-        if token in ("--data", "--resume"):
+        if token in ("--data", "--resume", "--gpu"):
             own += [token] + rest[:1]
             rest = rest[1:]
-        elif token.startswith("--") and token not in ("--help", "--debug") and not token.startswith(("--data=", "--resume=")):
+        elif token.startswith("--") and token not in ("--help", "--debug", "--json") and not token.startswith(("--data=", "--resume=", "--gpu=")):
             overrides.append(token)
             if "=" not in token and rest:
                 overrides.append(rest.pop(0))

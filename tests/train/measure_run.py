@@ -1,0 +1,25 @@
+"""Train a config for a few steps and print what ``ojt plan`` estimates: run in its own process,
+so the peak resident memory is the run's own.
+
+    python tests/train/measure_run.py CONFIG [--key value ...]
+
+Prints one JSON line: median trained tokens/s over the steps after the first, and peak RSS bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+from pathlib import Path
+
+from onthejob.train import config as cfg
+from onthejob.train.loop import run
+
+config = cfg.load(sys.argv[1], sys.argv[2:])
+run_dir = run(config)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+steps = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+speeds = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s][1:]
+print(json.dumps({"tokens_per_s": statistics.median(speeds), "peak_bytes": peak}))
