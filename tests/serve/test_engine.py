@@ -110,6 +110,21 @@ def test_stops_at_end_of_turn(engine, tok):
     assert c.completion_tokens == len(words) + 1
 
 
+def test_ignore_eos_runs_to_max_new_tokens(engine, tok):
+    words = tok.encode(" the answer is 42", add_special_tokens=False)
+    eot = end_of_turn_ids(tok)[0]
+    script = [*words, eot, *words]
+    params = SamplingParams(max_new_tokens=len(script), ignore_eos=True)
+    with forced(engine.model, script):
+        [c] = engine.generate(CONVERSATIONS[:1], params)
+    with forced(engine.model, script):
+        deltas = list(engine.stream(CONVERSATIONS[0], params))
+    assert (c.finish_reason, c.completion_tokens) == ("length", len(script))
+    assert c.token_ids == script
+    assert c.text == " the answer is 42 the answer is 42"  # the special token is not text
+    assert "".join(deltas) == c.text
+
+
 def test_max_new_tokens_gives_length(engine):
     [c] = engine.generate(CONVERSATIONS[:1], SamplingParams(max_new_tokens=5))
     assert (c.finish_reason, c.completion_tokens, len(c.token_ids)) == ("length", 5, 5)

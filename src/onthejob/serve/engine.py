@@ -41,6 +41,7 @@ class SamplingParams:
     top_p: float = 1.0  # nucleus sampling: sample from the smallest set of tokens with this mass
     stop: list[str] = field(default_factory=list)  # stop at the first of these; text is cut before it
     seed: int | None = None  # same seed + same prompts = same samples; None = unseeded
+    ignore_eos: bool = False  # go on past end-of-turn tokens (kept in token_ids); for benchmarks
 
     def __post_init__(self) -> None:
         problems = []
@@ -454,7 +455,8 @@ class _Row:
 
     def add(self, token: int, stop_ids: set[int], params: SamplingParams) -> None:
         self.generated += 1
-        if token in stop_ids:  # the end-of-turn token is neither text nor in token_ids
+        # The end-of-turn token is neither text nor in token_ids (unless eos is ignored).
+        if token in stop_ids and not params.ignore_eos:
             self._end("stop", self.detok.flush())
             return
         delta = self.detok.push(token)
