@@ -3,6 +3,7 @@
     python benchmarks/generate_vs_hf.py                        # default model, 128 new tokens, 3 reps
     python benchmarks/generate_vs_hf.py --reps 1 --new-tokens 16 --dtypes float32   # quicker
     python benchmarks/generate_vs_hf.py --threads 1   # on a machine busy with other work
+    python benchmarks/generate_vs_hf.py --batch-sizes 8 --stop-at-eos   # + rows ending at end-of-turn
 
 Both sides run the same model (the embedded default, loaded offline), the same token ids and the
 same thread count under ``torch.inference_mode()``: greedy decoding of exactly ``--new-tokens``
@@ -55,17 +56,23 @@ CONVERSATIONS = [
 SINGLE = 3  # the batch-1 prompt: one of middling length
 
 
-def hf_generate(model, batch: dict, new_tokens: int, pad_id: int) -> list[list[int]]:
+def hf_generate(model, batch: dict, new_tokens: int, pad_id: int, stops: list[int] | None) -> list[tuple[list[int], int]]:
+    """(token ids without the stop token, tokens computed) per row."""
     out = model.generate(
         **batch, do_sample=False, max_new_tokens=new_tokens,
-        eos_token_id=None, pad_token_id=pad_id,  # no eos: every row runs the full length
+        eos_token_id=stops, pad_token_id=pad_id,  # stops None: every row runs the full length
     )
-    return out[:, batch["input_ids"].shape[1]:].tolist()
+    rows = out[:, batch["input_ids"].shape[1]:].tolist()
+    if not stops:
+        return [(row, len(row)) for row in rows]
+    cut = [next((i for i, t in enumerate(row) if t in stops), None) for row in rows]
+    return [(row, len(row)) if c is None else (row[:c], c + 1) for row, c in zip(rows, cut)]
 
 
-def engine_generate(engine: Engine, prompts: list[list[int]], new_tokens: int) -> list[list[int]]:
-    params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=True)
-    return [c.token_ids for c in engine.generate_ids(prompts, params)]
+def engine_generate(engine: Engine, prompts: list[list[int]], new_tokens: int, stop: bool) -> list[tuple[list[int], int]]:
+    params = SamplingParams(max_new_tokens=new_tokens, ignore_eos=not stop)
+    done = engine.generate_ids(prompts, params)
+    return [(c.token_ids, len(c.token_ids) + (c.finish_reason == "stop")) for c in done]
 
 
 def timed(fn) -> tuple[float, list[list[int]]]:
@@ -75,15 +82,19 @@ def timed(fn) -> tuple[float, list[list[int]]]:
     return time.perf_counter() - t0, ids
 
 
-def bench(model, tokenizer, prompts: list[list[int]], new_tokens: int, reps: int) -> dict:
-    """Median tokens/s of each side and the count of rows whose token ids agree."""
+def bench(model, tokenizer, prompts: list[list[int]], new_tokens: int, reps: int, stop: bool = False) -> dict:
+    """Median tokens/s of each side and the count of rows whose token ids agree. With ``stop``,
+    rows end at their end-of-turn token and only the tokens each row needed are counted: HF
+    keeps finished rows in the batch (padding them) until the last one ends, the engine drops
+    them."""
     batch = tokenizer.pad({"input_ids": prompts}, padding=True, return_tensors="pt")  # left-padded
     # Engine dtype "float32" means no autocast: the weights run in whatever dtype they are in, as
     # they do in HF generate (bf16 autocast over bf16 weights would only add casts).
     engine = Engine(model, tokenizer, dtype="float32")
+    stops = sorted(engine.stop_ids) if stop else None
     sides = {
-        "hf": lambda: hf_generate(model, batch, new_tokens, tokenizer.pad_token_id),
-        "engine": lambda: engine_generate(engine, prompts, new_tokens),
+        "hf": lambda: hf_generate(model, batch, new_tokens, tokenizer.pad_token_id, stops),
+        "engine": lambda: engine_generate(engine, prompts, new_tokens, stop),
     }
     outputs = {name: timed(fn)[1] for name, fn in sides.items()}  # warm-up
     seconds: dict[str, list[float]] = {name: [] for name in sides}
@@ -91,13 +102,13 @@ def bench(model, tokenizer, prompts: list[list[int]], new_tokens: int, reps: int
         for name, fn in sides.items():
             took, outputs[name] = timed(fn)
             seconds[name].append(took)
-    tokens = new_tokens * len(prompts)
     for name, out in outputs.items():
-        if any(len(row) != new_tokens for row in out):
-            raise SystemExit(f"{name} generated {[len(r) for r in out]} tokens, not {new_tokens} per row")
+        if not stop and any(n != new_tokens for _, n in out):
+            raise SystemExit(f"{name} generated {[n for _, n in out]} tokens, not {new_tokens} per row")
+    tokens = {name: sum(n for _, n in out) for name, out in outputs.items()}
     return {
-        **{name: tokens / statistics.median(s) for name, s in seconds.items()},
-        "agree": sum(a == b for a, b in zip(outputs["hf"], outputs["engine"])),
+        **{name: tokens[name] / statistics.median(s) for name, s in seconds.items()},
+        "agree": sum(a[0] == b[0] for a, b in zip(outputs["hf"], outputs["engine"])),
         "rows": len(prompts),
     }
 
@@ -110,6 +121,8 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], choices=[1, 8])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads, both sides")
+    parser.add_argument("--stop-at-eos", action="store_true",
+                        help="also the realistic case: rows end at their end-of-turn token (at most --new-tokens)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -127,6 +140,14 @@ def main() -> None:
             chosen = [prompts[SINGLE]] if size == 1 else prompts
             r = bench(model, tokenizer, chosen, args.new_tokens, args.reps)
             setting = f"batch{size} {'fp32' if dtype == 'float32' else 'bf16'}"
+            ratios[setting] = r["engine"] / r["hf"]
+            print(f"{setting:12} {r['hf']:9.1f} {r['engine']:13.1f} {ratios[setting]:9.2f}x "
+                  f"{r['agree']:>8}/{r['rows']}", flush=True)
+    if args.stop_at_eos:
+        print("\nrows end at end-of-turn (tokens/s counts the tokens each row needed)")
+        for dtype, model in models.items():
+            r = bench(model, tokenizer, prompts, args.new_tokens, args.reps, stop=True)
+            setting = f"batch8 {'fp32' if dtype == 'float32' else 'bf16'} eos"
             ratios[setting] = r["engine"] / r["hf"]
             print(f"{setting:12} {r['hf']:9.1f} {r['engine']:13.1f} {ratios[setting]:9.2f}x "
                   f"{r['agree']:>8}/{r['rows']}", flush=True)
