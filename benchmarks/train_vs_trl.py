@@ -117,7 +117,14 @@ def datasets(name: str) -> tuple[list[dict], list[dict]]:
 
 
 def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
+    """This process's peak resident memory. VmHWM where Linux has it: getrusage's ru_maxrss also
+    counts the parent's high-water mark, carried across fork and exec."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        kib = next((line.split()[1] for line in status.read_text().splitlines() if line.startswith("VmHWM:")), None)
+        if kib:
+            return int(kib) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
 def heldout_loss(model, tokenizer, chats: list[dict], device) -> float:
