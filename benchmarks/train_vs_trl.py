@@ -305,23 +305,13 @@ def worker(args) -> None:
 
 
 def matmul_peak(dtype_name: str, device: str) -> float:
-    """FLOP/s of the best of a few large matmuls in ``dtype_name`` on ``device``."""
+    """FLOP/s of the best large matmul in ``dtype_name`` on ``device`` (onthejob's own probe)."""
     import torch
 
+    from onthejob.train.plan import matmul_peak as probe
+
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype_name]
-    n = 8192 if device == "cuda" else 2048
-    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
-    best = 0.0
-    for _ in range(5):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for _ in range(3):
-            a @ b
-        if device == "cuda":
-            torch.cuda.synchronize()
-        best = max(best, 3 * 2 * n**3 / (time.perf_counter() - t0))
-    return best
+    return probe(dtype, 2.0, device=device, n=8192 if device == "cuda" else 2048)
 
 
 def spawn(arm: str, data: str, args) -> dict:
@@ -367,10 +357,14 @@ def main() -> None:
         args.data = "synthetic"
     import torch
 
-    from onthejob.models.load import load_model
+    from transformers import AutoConfig
+
+    from onthejob.models.registry import resolve
+    from onthejob.train.plan import Shape
 
     arms = args.arms or CPU_ARMS + (["trl-qlora"] if args.qlora else [])
-    n_params = sum(p.numel() for p in load_model(args.model)[0].parameters())
+    # From the config (test_plan checks it against the loaded model): the parent stays small.
+    n_params = Shape.of(AutoConfig.from_pretrained(resolve(args.model))).params
     peaks = {d: matmul_peak(d, args.device) for d in ("bf16", "fp32")}
     print(f"model {args.model}: {n_params / 1e6:.1f}M parameters; {torch.get_num_threads()} threads on {args.device}; "
           f"matmul peak bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s, fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s")

@@ -323,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Take ``--section.key VALUE`` config overrides out of ``ojt train``'s arguments."""
+    """Take ``--section.key VALUE`` config overrides out of ``ojt train``'s and ``ojt plan``'s arguments."""
     command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
     if command is None or argv[command] not in ("train", "plan"):
         return argv, []

@@ -36,7 +36,7 @@ def spans(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
     out = []
     for row in position_ids.tolist():
         starts = [t for t, p in enumerate(row) if p == 0] or [0]
-        out.append(list(zip(starts, starts[1:] + [len(row)])))
+        out.append(list(zip(starts, starts[1:] + [len(row)], strict=True)))
     return out
 
 

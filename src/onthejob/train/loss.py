@@ -52,7 +52,7 @@ class TrainForward(nn.Module):
         y = targets[keep]  # (N,)
         head = lm.lm_head
         if torch.is_grad_enabled() and type(head) is nn.Linear and head.bias is None:
-            return _FusedHeadLoss.apply(h, head.weight, y, self.chunk, self._compute_weight(head.weight)), _ZERO, y.numel()
+            return _FusedHeadLoss.apply(h, head.weight, y, self.chunk, self._compute_weight(head.weight)), _ZERO.to(y.device), y.numel()
         loss_sum = hidden.new_zeros((), dtype=torch.float32)
         correct = torch.zeros((), dtype=torch.long, device=hidden.device)
         for start in range(0, y.numel(), self.chunk):

@@ -37,6 +37,8 @@ CPU_ATTENTION_EFFICIENCY = 0.12  # PyTorch's CPU flash attention on ~200-token e
 CPU_OVERHEAD_S_PER_TOKEN_LAYER = 28e-6  # element-wise work per token and layer, x 1/threads
 CPU_OVERHEAD_S_PER_MICRO_STEP_LAYER = 4.5e-3  # Python and dispatch per micro-step and layer
 CPU_CHECKPOINT_OVERHEAD = (1.5, 2.0)  # gradient checkpointing: x per-token work, x per-micro-step work
+ACT_PER_HIDDEN = 20  # activation bytes kept per hidden unit, per token and layer (bf16 autocast)
+ACT_PER_INTERMEDIATE = 8  # and per MLP unit
 CPU_WORKSPACE_BYTES = 0.6 * GIB  # allocator slack and autograd's working memory beyond the tensors kept
 CPU_LOADING_SLACK_BYTES = 0.15 * GIB
 GPU_MFU = 0.35  # assumed share of a GPU's dense peak that a whole training step reaches
@@ -110,10 +112,6 @@ class Shape:
         h, i, kv = self.hidden, self.intermediate, self.kv_heads * self.head_dim
         scale = 1.0 if bf16 else 1.6  # fp32 keeps the matmul inputs at 4 bytes, not 2
         return scale * (ACT_PER_HIDDEN * h + ACT_PER_INTERMEDIATE * i + 8 * kv)
-
-
-ACT_PER_HIDDEN = 20  # bytes per hidden unit per token per layer (calibrated, see module docstring)
-ACT_PER_INTERMEDIATE = 8
 
 
 @dataclass
@@ -196,15 +194,17 @@ def peak_memory(shape: Shape, config: TrainConfig, work: Workload, *, bf16: bool
     return max(training, loading)
 
 
-def matmul_peak(dtype: torch.dtype, seconds: float = 0.5) -> float:
-    """FLOP/s of this machine's best large matmul in ``dtype`` (CPU)."""
-    n = 1024
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+def matmul_peak(dtype: torch.dtype, seconds: float = 0.5, *, device: str = "cpu", n: int = 1024) -> float:
+    """FLOP/s of this machine's best n x n matmul in ``dtype`` over about ``seconds``."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     a @ b  # warm-up
+    sync()
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         t0 = time.perf_counter()
         a @ b
+        sync()
         best = max(best, 2 * n**3 / (time.perf_counter() - t0))
     return best
 
