@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from onthejob.data.pack import collate, pack
 from onthejob.data.template import Tokenized
-from onthejob.train.fast import lean_bf16, spans, use_packed_attention
+from onthejob.train.fast import _causal, lean_bf16, spans, use_packed_attention
 from onthejob.train.loss import TrainForward, _FusedHeadLoss
 from tests.tiny import tiny_model, tiny_tokenizer
 
@@ -40,6 +40,24 @@ def test_per_example_attention_equals_the_block_diagonal_mask():
         without_spans = model.model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).last_hidden_state
     torch.testing.assert_close(per_example, masked, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(without_spans, masked)  # calls without spans keep the mask
+
+
+@pytest.mark.parametrize("length", [1, 7, 64])
+def test_bf16_matmul_attention_matches_pytorch_attention(length):
+    """Under bf16 autocast on a CPU, one example's causal attention runs as bf16 matmuls with an
+    fp32 softmax: output and all three gradients agree with PyTorch's fp32 attention to bf16
+    precision, grouped-query heads included (6 query heads on 2 key/value heads)."""
+    g = torch.Generator().manual_seed(length)
+    q, k, v = (torch.randn(h, length, 16, generator=g, requires_grad=True) for h in (6, 2, 2))
+    grad_out = torch.randn(6, length, 16, generator=g)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3, enable_gqa=True)
+    ref_grads = torch.autograd.grad(ref, (q, k, v), grad_out)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = _causal(q, k, v, 0.3, 0.0)
+    assert out.dtype == torch.bfloat16
+    grads = torch.autograd.grad(out, (q, k, v), grad_out)
+    for got, want in zip((out, *grads), (ref, *ref_grads), strict=True):
+        assert (got.float() - want).norm() <= 0.02 * want.norm() + 1e-6
 
 
 @pytest.mark.parametrize("weight_grad", [False, True])
