@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from onthejob.data.pack import collate, pack
 from onthejob.data.template import Tokenized
-from onthejob.train.fast import _causal, lean_bf16, spans, use_packed_attention
+from onthejob.train.fast import _blocks, _causal, lean_bf16, spans, use_packed_attention
 from onthejob.train.loss import TrainForward, _FusedHeadLoss
 from tests.tiny import tiny_model, tiny_tokenizer
 
@@ -42,15 +42,17 @@ def test_per_example_attention_equals_the_block_diagonal_mask():
     torch.testing.assert_close(without_spans, masked)  # calls without spans keep the mask
 
 
-@pytest.mark.parametrize("length", [1, 7, 64])
+@pytest.mark.parametrize("length", [1, 7, 64, 700])
 def test_bf16_matmul_attention_matches_pytorch_attention(length):
     """Under bf16 autocast on a CPU, one example's causal attention runs as bf16 matmuls with an
     fp32 softmax: output and all three gradients agree with PyTorch's fp32 attention to bf16
-    precision, grouped-query heads included (6 query heads on 2 key/value heads)."""
+    precision, grouped-query heads included (6 query heads on 2 key/value heads), and so do
+    long examples whose queries go in several blocks."""
+    assert len(_blocks(700, 6)) > 1 and len(_blocks(64, 6)) == 1
     g = torch.Generator().manual_seed(length)
     q, k, v = (torch.randn(h, length, 16, generator=g, requires_grad=True) for h in (6, 2, 2))
-    grad_out = torch.randn(6, length, 16, generator=g)
-    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3, enable_gqa=True)
+    grad_out = torch.randn(length, 6, 16, generator=g)
+    ref = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=0.3, enable_gqa=True).transpose(0, 1)
     ref_grads = torch.autograd.grad(ref, (q, k, v), grad_out)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = _causal(q, k, v, 0.3, 0.0)
