@@ -28,6 +28,7 @@ import torch
 
 from onthejob.data.template import end_of_turn_ids, tokenize_prompt
 from onthejob.errors import ConfigError
+from onthejob.serve import skinny
 
 FinishReason = Literal["stop", "length"]
 
@@ -88,6 +89,8 @@ class Engine:
         self.pad_id = _first_not_none(tokenizer.pad_token_id, tokenizer.eos_token_id, 0)
         self.stop_ids = set(end_of_turn_ids(tokenizer)) | _config_eos(model)
         self._forward_kwargs = _forward_kwargs(model)
+        # Decode-step matmuls of a few rows, faster as W @ x.T on a CPU (serve/skinny.py)
+        self._skinny = skinny.linears(model) if self.device.type == "cpu" and not self.autocast else []
 
     # --- public API -------------------------------------------------------------------------
 
@@ -164,7 +167,7 @@ class Engine:
                 # Positions count real tokens only, so a left-padded row sees the positions it
                 # would see alone (HF generate does the same). Pad positions are never attended.
                 pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
-                cache = _new_cache(self.model)
+                cache = _new_cache(self.model, params.max_new_tokens)
             alive = list(range(len(rows)))  # indexes into rows, in batch order
             while True:
                 with torch.inference_mode():
@@ -189,7 +192,7 @@ class Engine:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
         # PEFT LoRA takes one adapter name per row ("__base__" = none): mixed-adapter batches.
         per_row = {"adapter_names": adapter_names} if adapter_names is not None else {}
-        with autocast:
+        with autocast, skinny.skinny(self._skinny):
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                 **{self._forward_kwargs["cache"]: cache}, **self._forward_kwargs["extra"], **per_row,
@@ -310,7 +313,7 @@ class Batch:
     def _join(self, joining: list[Request]) -> None:
         ids, mask = self.engine._left_pad([r.prompt for r in joining])  # (j, T)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = _new_cache(self.engine.model)
+        cache = _new_cache(self.engine.model, max(r.params.max_new_tokens for r in joining))
         logits = self.engine._forward(ids, mask, pos, cache, self._adapters(joining))
         state = self._advance(joining, logits, mask, pos, cache)
         if self.running:
@@ -355,7 +358,9 @@ class Batch:
 def _mergeable(cache) -> bool:
     from transformers.cache_utils import DynamicLayer
 
-    return all(type(layer) is DynamicLayer and layer.is_initialized for layer in cache.layers)
+    from onthejob.serve.cache import GrowingLayer
+
+    return all(type(layer) in (DynamicLayer, GrowingLayer) and layer.is_initialized for layer in cache.layers)
 
 
 def _merge(a: tuple, b: tuple) -> tuple:
@@ -522,11 +527,10 @@ def _eval_mode(model):
         model.train(was_training)
 
 
-def _new_cache(model):
-    from transformers import DynamicCache
+def _new_cache(model, reserve: int = 0):
+    from onthejob.serve.cache import new_cache
 
-    # With the config, models that mix sliding-window and full attention get the right layers.
-    return DynamicCache(config=getattr(model, "config", None))
+    return new_cache(model, reserve)
 
 
 def _forward_kwargs(model) -> dict[str, Any]:
