@@ -6,20 +6,24 @@ import pytest
 import torch
 from torch import nn
 
-from onthejob.serve.skinny import MAX_ROWS, linears, skinny
+from onthejob.serve.skinny import MAX_ROWS, Skinny, linears
 
 
 @pytest.mark.parametrize("rows", [1, 3, MAX_ROWS, MAX_ROWS + 1])
 @pytest.mark.parametrize("bias", [False, True])
-def test_same_output_as_nn_linear(rows, bias):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_same_output_as_nn_linear(rows, bias, dtype):
     torch.manual_seed(rows)
-    layer = nn.Linear(64, 200, bias=bias)
-    x = torch.randn(rows, 1, 64)  # (batch, 1 new token, features), as in a decode step
+    layer = nn.Linear(64, 200, bias=bias).to(dtype)
+    x = torch.randn(rows, 1, 64, dtype=dtype)  # (batch, 1 new token, features), as in a decode step
     want = layer(x)
-    with torch.no_grad(), skinny([layer]):
+    fast = Skinny(layer)
+    assert fast.pack == (dtype == torch.bfloat16)
+    with torch.no_grad(), fast():
         got = layer(x)
-    assert got.shape == want.shape
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert got.shape == want.shape and got.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
     assert "forward" not in layer.__dict__  # restored
 
 
@@ -33,7 +37,7 @@ def test_the_skinny_path_is_taken_only_for_few_float32_rows_without_grad():
         return original_mm(*args)
 
     x = torch.randn(2, 8)
-    with skinny([layer]):
+    with Skinny(layer)():
         torch.mm = counting_mm
         try:
             with torch.no_grad():

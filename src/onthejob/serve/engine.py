@@ -89,8 +89,8 @@ class Engine:
         self.pad_id = _first_not_none(tokenizer.pad_token_id, tokenizer.eos_token_id, 0)
         self.stop_ids = set(end_of_turn_ids(tokenizer)) | _config_eos(model)
         self._forward_kwargs = _forward_kwargs(model)
-        # Decode-step matmuls of a few rows, faster as W @ x.T on a CPU (serve/skinny.py)
-        self._skinny = skinny.linears(model) if self.device.type == "cpu" and not self.autocast else []
+        # Decode steps' linears on a CPU: float32 as W @ x.T, bf16 on prepacked weights (serve/skinny.py)
+        self._skinny = skinny.Skinny(model) if self.device.type == "cpu" and not self.autocast else contextlib.nullcontext
 
     # --- public API -------------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ class Engine:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
         # PEFT LoRA takes one adapter name per row ("__base__" = none): mixed-adapter batches.
         per_row = {"adapter_names": adapter_names} if adapter_names is not None else {}
-        with autocast, skinny.skinny(self._skinny):
+        with autocast, self._skinny():
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                 **{self._forward_kwargs["cache"]: cache}, **self._forward_kwargs["extra"], **per_row,
