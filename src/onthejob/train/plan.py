@@ -30,12 +30,15 @@ import torch
 from onthejob.train.config import TrainConfig
 
 GIB = 2**30
-# Measured on 2 AMD EPYC (Zen 4) cores with ``ojt train``, SmolLM2-135M, LoRA r16, rows of 512.
+# Measured on 2 AMD EPYC (Zen 4) cores with ``ojt train``, SmolLM2-135M, LoRA r16, rows of 512;
+# the overheads fitted to tests/train/measure_run.py on test_plan's two configs (~400 and ~200
+# tokens/s, each varying by about 10% from run to run on this machine).
 CPU_PROCESS_BYTES = 0.40 * GIB  # python + torch + transformers + peft + accelerate, imported
 CPU_MATMUL_EFFICIENCY = 0.85  # of the measured large-matmul peak, for the model's (T x d) matmuls
 CPU_ATTENTION_EFFICIENCY = 0.12  # PyTorch's CPU flash attention on ~200-token examples, fp32
-CPU_OVERHEAD_S_PER_TOKEN_LAYER = 28e-6  # element-wise work per token and layer, x 1/threads
-CPU_OVERHEAD_S_PER_MICRO_STEP_LAYER = 4.5e-3  # Python and dispatch per micro-step and layer
+CPU_ATTENTION_EFFICIENCY_BF16 = 0.085  # onthejob's bf16 matmul attention (train/fast.py), same examples
+CPU_OVERHEAD_S_PER_TOKEN_LAYER = 40e-6  # element-wise work per token and layer, x 1/threads
+CPU_OVERHEAD_S_PER_MICRO_STEP_LAYER = 6.0e-3  # Python and dispatch per micro-step and layer
 CPU_CHECKPOINT_OVERHEAD = (1.5, 2.0)  # gradient checkpointing: x per-token work, x per-micro-step work
 ACT_PER_HIDDEN = 20  # activation bytes kept per hidden unit, per token and layer (bf16 autocast)
 ACT_PER_INTERMEDIATE = 8  # and per MLP unit
@@ -214,13 +217,13 @@ def here(shape: Shape, config: TrainConfig, work: Workload, *, bf16: bool) -> Es
 
     threads = torch.get_num_threads()
     peak = matmul_peak(torch.bfloat16 if bf16 else torch.float32)
-    attn_peak = peak if not bf16 else matmul_peak(torch.float32, 0.25)  # CPU attention runs in fp32
+    attn_rate = peak * (CPU_ATTENTION_EFFICIENCY_BF16 if bf16 else CPU_ATTENTION_EFFICIENCY)
     matmul, attention = flops_per_token(shape, config, work)
     per_token_work, per_step_work = CPU_CHECKPOINT_OVERHEAD if config.gradient_checkpointing else (1.0, 1.0)
     micro_step_tokens = config.micro_batch_size * work.row_tokens
     per_token = (
         matmul / (peak * CPU_MATMUL_EFFICIENCY)
-        + attention / (attn_peak * CPU_ATTENTION_EFFICIENCY)
+        + attention / attn_rate
         + shape.layers * CPU_OVERHEAD_S_PER_TOKEN_LAYER / threads * (shape.hidden / 576) * per_token_work
         + shape.layers * CPU_OVERHEAD_S_PER_MICRO_STEP_LAYER * per_step_work / micro_step_tokens
     )
