@@ -125,35 +125,37 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from onthejob.train import config as cfg
     from onthejob.train.loop import resume_config, run
 
     if args.resume:
         if args.config or args.data:
             raise ConfigError("--resume takes the run folder only", fix="drop CONFIG/--data; add --key value to change settings")
         config = resume_config(Path(args.resume), args.overrides)
-    elif args.data:
-        stem = Path(args.data).stem
-        defaults = {"data": {"train": [{"path": args.data}]}, "output_dir": f"runs/{stem}"}
-        config = cfg.load(args.config, args.overrides, defaults=defaults)
-    elif args.config:
-        config = cfg.load(args.config, args.overrides)
     else:
-        raise ConfigError("nothing to train on", fix="give a config (ojt train configs/hr-demo.yaml) or a data file (ojt train --data FILE)")
+        config = _train_config(args, "train", "nothing to train on")
     run(config, resume=Path(args.resume) if args.resume else None)
     return 0
 
 
+def _train_config(args: argparse.Namespace, verb: str, nothing: str):
+    """The training config ``ojt train`` and ``ojt plan`` build from CONFIG, --data and overrides."""
+    from pathlib import Path
+
+    from onthejob.train import config as cfg
+
+    if args.data:
+        defaults = {"data": {"train": [{"path": args.data}]}, "output_dir": f"runs/{Path(args.data).stem}"}
+        return cfg.load(args.config, args.overrides, defaults=defaults)
+    if args.config:
+        return cfg.load(args.config, args.overrides)
+    raise ConfigError(nothing, fix=f"give a config (ojt {verb} configs/hr-demo.yaml) or a data file (ojt {verb} --data FILE)")
+
+
 @command("plan")
 def cmd_plan(args: argparse.Namespace) -> int:
-    from onthejob.train import config as cfg
     from onthejob.train.plan import plan_report
 
-    if not args.config and not args.data:
-        raise ConfigError("nothing to plan", fix="give a config (ojt plan configs/hr-demo.yaml) or a data file (ojt plan --data FILE)")
-    defaults = {"data": {"train": [{"path": args.data}]}} if args.data else None
-    config = cfg.load(args.config, args.overrides, defaults=defaults)
-    estimates, text = plan_report(config, args.gpu)
+    estimates, text = plan_report(_train_config(args, "plan", "nothing to plan"), args.gpu)
     if args.json:
         print(json.dumps([e.to_dict() for e in estimates], indent=2))
     else:
