@@ -1,4 +1,4 @@
-"""Atomic writes: a reader never sees a half-written file or folder.
+"""Files: atomic writes (a reader never sees a half-written file or folder) and file hashes.
 
 Files are written to a temporary sibling, flushed to disk and renamed over the target. Folders are
 built under a temporary sibling name and renamed into place, so an interrupted run leaves either
@@ -8,6 +8,7 @@ the old folder or the new one, never a mixture.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -15,6 +16,15 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+def file_hash(path: str | os.PathLike) -> str:
+    """sha256 hex of a file's bytes, read in 1 MiB blocks (files of any size)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _fsync_dir(path: Path) -> None:

@@ -184,11 +184,14 @@ def _json_records(path: Path, source: str) -> Iterator[tuple[int, Any]]:
                 # Records nested in an object: no cheap way to their lines, so number them 1, 2, ...
                 yield from enumerate(lists[0], start=1)
                 return
-    yield from _jsonl(text, source)
+    yield from jsonl_records(text, source)
 
 
-def _jsonl(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    # Split on "\n" only: str.splitlines() would also split on U+2028, legal inside JSON strings.
+def jsonl_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
+    """``(line, record)`` for each non-blank line of JSONL ``text``; a line that is not valid
+    JSON is yielded as a ``Problem`` naming ``source:line``. The one JSONL line reader: lines
+    split on "\n" only, since str.splitlines() would also split on U+2028, legal inside JSON
+    strings."""
     for i, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue

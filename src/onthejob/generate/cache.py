@@ -1,4 +1,7 @@
-"""A key/value cache that fills a buffer in place instead of growing by concatenation.
+"""The key/value cache, and the per-row tensors a batch decodes with (``DecodeState``).
+
+``GrowingLayer`` is a key/value cache layer that fills a buffer in place instead of growing by
+concatenation.
 
 transformers' ``DynamicLayer`` appends each step's keys and values with ``torch.cat``, which copies
 the whole cache every step: at batch 8 on a CPU that copying took a third of decoding time.
@@ -6,11 +9,17 @@ the whole cache every step: at batch 8 on a CPU that copying took a third of dec
 for ``max_new_tokens``), writes each step's new entries into them, and hands the model views of
 the filled part. Everything else is ``DynamicLayer``'s: when one of its methods (or the server's
 batch merge) replaces the keys with new tensors, the next ``update`` takes those over.
+
+``DecodeState`` holds what the next decode step needs for the running rows: their next input
+ids, attention mask, positions and cache. Rows leave it (``select``), and a state of newly
+prefilled rows can be stacked onto a running one (``merge``): prompts are left-padded, so the
+newest token of every row sits in the last column and one (b, 1) forward extends them all.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
@@ -72,3 +81,50 @@ def new_cache(model, reserve: int = 0) -> DynamicCache:
     if getattr(cache, "layer_class_to_replicate", None) is DynamicLayer:  # no config: layers made on demand
         cache.layer_class_to_replicate = functools.partial(GrowingLayer, reserve)
     return cache
+
+
+@dataclass
+class DecodeState:
+    """The running rows' tensors, in batch order."""
+
+    ids: torch.Tensor  # (b, 1): each row's newest token, the next step's input
+    mask: torch.Tensor  # (b, past + 1): 1 for real tokens, 0 for left padding
+    pos: torch.Tensor  # (b, 1): the position of ``ids``; counts real tokens only
+    cache: DynamicCache
+
+    def select(self, keep: list[int], *, cut_padding: bool = False) -> DecodeState:
+        """The rows ``keep`` (indexes, in order). ``cut_padding`` also drops the columns that are
+        padding for every remaining row (they cost compute on every step)."""
+        index = torch.tensor(keep, device=self.ids.device)
+        self.cache.batch_select_indices(index)
+        state = DecodeState(self.ids[index], self.mask[index], self.pos[index], self.cache)
+        dead = int((state.mask.sum(0) == 0).long().cumprod(0).sum()) if cut_padding else 0
+        if dead and mergeable(state.cache):
+            state.mask = state.mask[:, dead:]
+            for layer in state.cache.layers:
+                layer.keys, layer.values = layer.keys[..., dead:, :], layer.values[..., dead:, :]
+        return state
+
+    def merge(self, other: DecodeState) -> DecodeState:
+        """Both states' rows stacked (self's first), the shorter past left-padded with masked zeros."""
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for la, lb in zip(self.cache.layers, other.cache.layers):  # keys/values: (b, heads, past, dim)
+            la.keys = torch.cat([_pad_left(la.keys, width - 1, -2), _pad_left(lb.keys, width - 1, -2)])
+            la.values = torch.cat([_pad_left(la.values, width - 1, -2), _pad_left(lb.values, width - 1, -2)])
+        mask = torch.cat([_pad_left(self.mask, width, 1), _pad_left(other.mask, width, 1)])
+        return DecodeState(torch.cat([self.ids, other.ids]), mask, torch.cat([self.pos, other.pos]), self.cache)
+
+
+def mergeable(cache: DynamicCache) -> bool:
+    """Can rows be stacked or trimmed? Not for sliding-window layers, which roll their buffers."""
+    return all(type(layer) in (DynamicLayer, GrowingLayer) and layer.is_initialized for layer in cache.layers)
+
+
+def _pad_left(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    """``t`` left-padded with zeros along ``dim`` to ``width``."""
+    missing = width - t.shape[dim]
+    if missing <= 0:
+        return t
+    shape = list(t.shape)
+    shape[dim] = missing
+    return torch.cat([t.new_zeros(shape), t], dim=dim)

@@ -1,0 +1,224 @@
+"""The one generation engine: chat, batch generation, eval, RAG and the server all call it.
+
+    from onthejob.models.adapters import load_for_inference
+    from onthejob.generate import Engine, SamplingParams
+    loaded = load_for_inference("runs/support")
+    engine = Engine(loaded.model, loaded.tokenizer)
+    [c] = engine.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_new_tokens=64))
+
+Why our own loop rather than ``model.generate``: a row that finishes leaves the batch at once
+(``generate`` keeps computing finished rows until the longest one ends), stop strings trim the
+text, and streaming, batching and seeding behave the same for a plain model and a PEFT model.
+It is also faster on a CPU: the key/value cache is filled in place instead of copied every step
+(generate/cache.py) and decode steps' linears use the kernels that stream weights fastest
+(generate/skinny.py). Greedy output equals ``model.generate(do_sample=False)`` token for token
+(tests/generate).
+
+Two layers. ``prefill`` and ``step`` are the decode mechanism: prefill runs the prompts of some
+``Request`` rows (left-padded to one length) and picks each row's first token; step extends
+every running row by one token with one (b, 1) forward. ``Batch`` (generate/batch.py) keeps the
+running rows and calls them; the server's continuous batching is a ``Batch`` too. ``generate``,
+``generate_ids`` and ``stream`` are the convenient front: they fill a ``Batch`` and step it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+
+from onthejob.data.template import end_of_turn_ids, tokenize_prompt
+from onthejob.errors import ConfigError
+from onthejob.generate.batch import Batch
+from onthejob.generate.cache import DecodeState, new_cache
+from onthejob.generate.request import BASE, Completion, Request
+from onthejob.generate.sampling import SamplingParams, pick
+from onthejob.generate.skinny import Skinny
+
+
+class Engine:
+    """Generates with a causal LM (plain or PEFT) and its tokenizer; see the module docstring.
+
+    dtype: "float32" runs as the weights are; "bfloat16" runs under bf16 autocast; "auto" uses
+    bf16 autocast on a GPU that supports it and plain float32 elsewhere (CPU bf16 is slower).
+    """
+
+    def __init__(self, model, tokenizer, *, dtype: str = "auto"):
+        if dtype not in ("float32", "bfloat16", "auto"):
+            raise ConfigError(f"dtype: {dtype!r} (use float32, bfloat16 or auto)")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = next(model.parameters()).device
+        self.autocast = dtype == "bfloat16" or (
+            dtype == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        )
+        self.pad_id = _first_not_none(tokenizer.pad_token_id, tokenizer.eos_token_id, 0)
+        self.stop_ids = self.stop_ids_for(tokenizer)
+        self._forward_kwargs = _forward_kwargs(model)
+        # Decode steps' linears on a CPU: float32 as W @ x.T, bf16 on prepacked weights (generate/skinny.py)
+        self._skinny = Skinny(model) if self.device.type == "cpu" and not self.autocast else contextlib.nullcontext
+
+    # --- the front: whole answers, or one streamed --------------------------------------------
+
+    def generate(
+        self,
+        conversations: Sequence[list[dict[str, Any]]],
+        params: SamplingParams | None = None,
+        *,
+        tools: list[dict] | None = None,
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Completion]:
+        """One completion per conversation, in input order (each ends with the assistant reply)."""
+        prompts = [tokenize_prompt(c, self.tokenizer, tools=tools) for c in conversations]
+        return self.generate_ids(prompts, params, batch_size=batch_size, progress=progress)
+
+    def generate_ids(
+        self,
+        prompt_ids: Sequence[list[int]],
+        params: SamplingParams | None = None,
+        *,
+        batch_size: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Completion]:
+        """Complete raw token prompts, ``batch_size`` rows at a time (None = all at once).
+
+        ``progress(n)`` is called as n more rows finish (``tqdm.update`` fits)."""
+        params = params or SamplingParams()
+        requests = [self.request(p, params) for p in prompt_ids]
+        # Longest first: rows of similar length share a batch (less padding), and a batch too big
+        # for memory fails at the start rather than after an hour. A new batch starts when the
+        # last one is done, so each batch is prefilled once and never merged into.
+        batch = Batch(self, max_rows=batch_size or max(1, len(requests)), refill=False)
+        for r in sorted(requests, key=lambda r: -r.prompt_tokens):
+            batch.add(r)
+        while batch.running or batch.waiting:
+            done = sum(1 for r in batch.step() if r.finish)
+            if progress and done:
+                progress(done)
+        return [r.completion() for r in requests]
+
+    def stream(
+        self, conversation: list[dict[str, Any]], params: SamplingParams | None = None, *, tools=None
+    ) -> Iterator[str]:
+        """Yield the reply as text deltas; their concatenation equals ``generate``'s text.
+
+        Text that could be the start of a stop string is held back until it is known not to be.
+        Inference mode is entered per step, never held across a yield: it is thread state, and the
+        caller's code runs between yields (a stream consumer printing, a trainer evaluating)."""
+        request = self.request(tokenize_prompt(conversation, self.tokenizer, tools=tools), params or SamplingParams())
+        batch = Batch(self, max_rows=1)
+        batch.add(request)
+        while request.finish is None:
+            batch.step()
+            delta = request.ready()
+            if delta:
+                yield delta
+
+    # --- the mechanism: rows, prefill and step ------------------------------------------------
+
+    def request(self, prompt: list[int], params: SamplingParams, *, tokenizer=None, adapter: str | None = None) -> Request:
+        """A row to decode. ``tokenizer``: another chat template's (an adapter's own), whose
+        end-of-turn ids stop the row; ``adapter``: see ``Request``."""
+        stop_ids = self.stop_ids if tokenizer is None or tokenizer is self.tokenizer else self.stop_ids_for(tokenizer)
+        return Request(prompt, params, tokenizer=tokenizer or self.tokenizer, stop_ids=stop_ids, adapter=adapter,
+                       device=self.device)
+
+    def prefill(self, requests: list[Request]) -> DecodeState:
+        """Run the prompts of ``requests`` together and give each row its first token."""
+        with _eval_mode(self.model), torch.inference_mode():
+            ids, mask = self._left_pad([r.prompt for r in requests])  # (B, T) each
+            # Positions count real tokens only, so a left-padded row sees the positions it would
+            # see alone (HF generate does the same). Pad positions are never attended.
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)  # (B, T)
+            cache = new_cache(self.model, max(r.params.max_new_tokens for r in requests))
+            logits = self._forward(ids, mask, pos, cache, self._adapter_names(requests))
+            return self._advance(requests, logits, mask, pos, cache)
+
+    def step(self, requests: list[Request], state: DecodeState) -> DecodeState:
+        """One more token for every row of ``state`` (``requests`` are its rows, in order)."""
+        with _eval_mode(self.model), torch.inference_mode():
+            logits = self._forward(state.ids, state.mask, state.pos, state.cache, self._adapter_names(requests))
+            return self._advance(requests, logits, state.mask, state.pos, state.cache)
+
+    def stop_ids_for(self, tokenizer) -> set[int]:
+        """End-of-turn ids of a tokenizer's chat template on this model (and the model's own eos)."""
+        return set(end_of_turn_ids(tokenizer)) | _config_eos(self.model)
+
+    def _advance(self, requests: list[Request], logits: torch.Tensor, mask, pos, cache) -> DecodeState:
+        """Pick each row's next token from (b, V) ``logits`` and hand it to its request."""
+        tokens = logits.argmax(-1)  # (b,)
+        for i, r in enumerate(requests):
+            if r.params.temperature > 0:
+                tokens[i] = pick(logits[i : i + 1], r.params, r.generator)[0]
+        for r, token in zip(requests, tokens.tolist()):
+            r.add(token)
+        mask = torch.cat([mask, mask.new_ones(len(requests), 1)], dim=1)  # (b, past + 1)
+        return DecodeState(tokens[:, None], mask, pos[:, -1:] + 1, cache)
+
+    def _forward(self, ids, mask, pos, cache, adapter_names: list[str] | None) -> torch.Tensor:
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
+        # PEFT LoRA takes one adapter name per row (BASE = none): mixed-adapter batches.
+        per_row = {"adapter_names": adapter_names} if adapter_names is not None else {}
+        with autocast, self._skinny():
+            out = self.model(
+                input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                **{self._forward_kwargs["cache"]: cache}, **self._forward_kwargs["extra"], **per_row,
+            )
+        return out.logits[:, -1, :].float()  # (b, V): only the last position predicts
+
+    def _adapter_names(self, requests: list[Request]) -> list[str] | None:
+        """Per-row adapter names for a PEFT model serving several, else None (the model as loaded)."""
+        if not hasattr(self.model, "peft_config") or all(r.adapter is None for r in requests):
+            return None
+        return [r.adapter or BASE for r in requests]
+
+    def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[i, width - len(p) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+
+# --- model plumbing -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    """Eval mode (no dropout) while generating; a model in training goes back to training."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _forward_kwargs(model) -> dict[str, Any]:
+    """Keyword names the model's forward takes: transformers 5.x renamed past_key_values to
+    cache; logits_to_keep=1 saves a (B, T, V) logits tensor at prefill where supported."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = inspect.signature(base.forward).parameters
+    return {
+        "cache": "cache" if "cache" in names else "past_key_values",
+        "extra": {"logits_to_keep": 1} if "logits_to_keep" in names else {},
+    }
+
+
+def _config_eos(model) -> set[int]:
+    """The model's own eos ids (generation_config), which HF generate also stops on."""
+    config = getattr(model, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if eos is None:
+        return set()
+    return {eos} if isinstance(eos, int) else set(eos)
+
+
+def _first_not_none(*values):
+    return next(v for v in values if v is not None)

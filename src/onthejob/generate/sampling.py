@@ -1,0 +1,60 @@
+"""How tokens are picked and when an answer stops: the sampling config every stage shares.
+
+    from onthejob.generate.sampling import SamplingParams
+    params = SamplingParams(max_new_tokens=64, temperature=0.7, seed=1)
+
+It is a typed config like the others (onthejob/config.py): ``ojt chat``, ``ojt generate``,
+``ojt eval``/``compare`` take it as flags or as the ``sampling:`` section of their YAML, and the
+server builds one per request. Building one with bad values raises ``ConfigError`` listing every
+problem.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field, ValidationError, field_validator
+
+from onthejob.config import Section, explain
+from onthejob.errors import ConfigError
+
+MAX_NEW_TOKENS = 32768  # longest answer anyone may ask for; a server caps it lower (max_tokens)
+MAX_STOP = 16  # stop strings per answer
+
+
+class SamplingParams(Section):
+    """How to pick tokens and when to stop."""
+
+    max_new_tokens: int = Field(256, ge=1, le=MAX_NEW_TOKENS, description="longest answer in tokens (the end-of-turn token counts)")
+    temperature: float = Field(0.0, ge=0, le=100, description="0 = greedy (the most likely token); higher = more varied")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: sample from the smallest set of tokens with this probability mass")
+    stop: list[str] = Field(default_factory=list, max_length=MAX_STOP, description="stop at the first of these strings; the text is cut before it")
+    seed: int | None = Field(None, description="same seed + same prompt = same sample; none = unseeded")
+    ignore_eos: bool = Field(False, description="go on past end-of-turn tokens (kept in token_ids); for benchmarks")
+
+    def __init__(self, **values):
+        try:
+            super().__init__(**values)
+        except ValidationError as e:
+            problems = [line for err in e.errors() for line in explain(SamplingParams, err)]
+            raise ConfigError("invalid sampling settings", problems) from None
+
+    @field_validator("stop")
+    @classmethod
+    def _no_empty_stop(cls, stops: list[str]) -> list[str]:
+        if any(not s for s in stops):
+            raise ValueError("an empty stop string would stop at once")
+        return stops
+
+
+def pick(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+    """Next token per row from (b, V) logits: argmax at temperature 0, else top-p sampling."""
+    if params.temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / params.temperature, dim=-1)  # (b, V)
+    if params.top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # Drop a token when the tokens ranked above it already hold top_p of the mass; the most
+        # likely token always survives.
+        sorted_probs[(sorted_probs.cumsum(-1) - sorted_probs) > params.top_p] = 0
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
