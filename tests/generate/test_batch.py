@@ -1,9 +1,10 @@
-"""Continuous batching (engine.Batch): rows that join a running batch, leave it early, or use
+"""Continuous batching (generate/batch.py): rows that join a running batch, leave it early, or use
 different adapters get exactly the tokens they would get alone."""
 
 from onthejob.data.template import tokenize_prompt
-from onthejob.serve.engine import Batch, Engine, Request, SamplingParams
-from tests.serve.runs import lively_model
+from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.batch import Batch
+from tests.runs import lively_model
 from tests.tiny import tiny_tokenizer
 
 PROMPTS = [
@@ -28,7 +29,7 @@ def test_rows_joining_and_leaving_match_each_alone():
     for step in range(40):
         for i, at in enumerate([0, 2, 3]):
             if step == at:
-                requests.append(batch.add(Request(engine, prompts[i], SamplingParams(max_new_tokens=lengths[i]))))
+                requests.append(batch.add(engine.request(prompts[i], SamplingParams(max_new_tokens=lengths[i]))))
         if not batch.running and not batch.waiting and len(requests) == 3:
             break
         batch.step()
@@ -43,11 +44,11 @@ def test_seeded_sampling_in_a_batch_matches_alone_and_cancel_drops_the_row():
     prompts = [tokenize_prompt(c, tok) for c in PROMPTS]
     params = SamplingParams(max_new_tokens=10, temperature=1.0, seed=7)
     batch = Batch(engine)
-    sampled = batch.add(Request(engine, prompts[0], params))
-    doomed = batch.add(Request(engine, prompts[1], SamplingParams(max_new_tokens=50)))
+    sampled = batch.add(engine.request(prompts[0], params))
+    doomed = batch.add(engine.request(prompts[1], SamplingParams(max_new_tokens=50)))
     batch.step()
     doomed.cancelled = True
     while batch.running or batch.waiting:
         batch.step()
-    assert doomed.row.generated == 1 and doomed.finish is None
+    assert doomed.generated == 1 and doomed.finish is None
     assert sampled.completion().token_ids == _alone(engine, prompts[0], params)

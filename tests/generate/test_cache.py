@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
-from onthejob.serve.cache import GrowingLayer, new_cache
+from onthejob.generate.cache import GrowingLayer, new_cache
 from tests.tiny import tiny_model, tiny_tokenizer
 
 

@@ -2,10 +2,10 @@ import io
 
 import pytest
 
-from onthejob.serve import chat
-from onthejob.serve.chat import run_chat
-from onthejob.serve.engine import Engine, SamplingParams
-from tests.serve.runs import save_base
+from onthejob.generate import chat
+from onthejob.generate.chat import run_chat
+from onthejob.generate import Engine, SamplingParams
+from tests.runs import save_base
 
 PARAMS = SamplingParams(max_new_tokens=6)
 

@@ -5,8 +5,8 @@ import torch
 
 from onthejob.data.template import end_of_turn_ids, tokenize_prompt
 from onthejob.errors import ConfigError
-from onthejob.serve.engine import Engine, SamplingParams
-from tests.serve.runs import lively_model
+from onthejob.generate import Engine, SamplingParams
+from tests.runs import lively_model
 from tests.tiny import tiny_tokenizer
 
 CONVERSATIONS = [
@@ -197,13 +197,40 @@ def test_training_mode_is_restored(tok):
     assert model.training
 
 
-def test_bf16_autocast_runs(engine, tok):
-    [c] = Engine(engine.model, tok, dtype="bfloat16").generate(CONVERSATIONS[:1], GREEDY)
-    assert c.completion_tokens == GREEDY.max_new_tokens
+def test_bf16_autocast_computes_in_bf16_close_to_float32(tok):
+    model = tiny_model_for_bf16(tok)
+    seen = []
+    handle = model.lm_head.register_forward_hook(lambda _m, _i, out: seen.append(out[:, -1].detach().clone()))
+    try:
+        [bf16] = Engine(model, tok, dtype="bfloat16").generate(CONVERSATIONS[:1], GREEDY)
+        [fp32] = Engine(model, tok, dtype="float32").generate(CONVERSATIONS[:1], GREEDY)
+    finally:
+        handle.remove()
+    steps = GREEDY.max_new_tokens
+    assert [t.dtype for t in seen] == [torch.bfloat16] * steps + [torch.float32] * steps  # autocast is really on
+    first_bf16, first_fp32 = seen[0].float(), seen[steps]  # the same prompt's first-token logits, (1, V)
+    spread = (first_fp32.max() - first_fp32.min()).item()
+    assert (first_bf16 - first_fp32).abs().max().item() < 0.05 * spread
+    assert bf16.token_ids[:3] == fp32.token_ids[:3]  # the top tokens are far apart: rounding cannot swap them
+
+
+def tiny_model_for_bf16(tok):
+    """A tiny model whose greedy choices are clear (a large margin between the top two logits at
+    each of the first steps), so bf16 rounding cannot tip them."""
+    for seed in range(20):
+        model = lively_model(tok, seed=seed)
+        ids = torch.tensor([tokenize_prompt(CONVERSATIONS[0], tok)])
+        with torch.no_grad():
+            top = model(ids).logits[0, -1].topk(2).values
+        if (top[0] - top[1]).item() > 1.0:
+            return model
+    raise AssertionError("no tiny model with a clear first choice")
 
 
 @pytest.mark.parametrize("bad", [dict(max_new_tokens=0), dict(temperature=-1), dict(top_p=0),
                                  dict(stop=[""])])
 def test_bad_sampling_params_are_config_errors(bad):
-    with pytest.raises(ConfigError):
-        SamplingParams(**bad)
+    from onthejob.config import validate
+
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        validate(SamplingParams, bad)

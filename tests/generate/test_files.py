@@ -4,9 +4,9 @@ import pytest
 
 from onthejob.errors import DataError
 from onthejob.models.adapters import load_for_inference
-from onthejob.serve.engine import Engine, SamplingParams
-from onthejob.serve.generate import run_generate
-from tests.serve.runs import save_base
+from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.files import run_generate
+from tests.runs import save_base
 
 PARAMS = SamplingParams(max_new_tokens=6)
 RECORDS = [

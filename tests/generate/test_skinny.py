@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from onthejob.serve.skinny import MAX_ROWS, Skinny, linears
+from onthejob.generate.skinny import MAX_ROWS, Skinny, linears
 
 
 @pytest.mark.parametrize("rows", [1, 3, MAX_ROWS, MAX_ROWS + 1])

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.serve.runs import save_base, save_lora
+from tests.runs import save_base, save_lora
 from tests.tiny import CHATML_TEMPLATE, tiny_tokenizer
 
 # Beta was "trained" with its own chat template: another default system prompt.

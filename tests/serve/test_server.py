@@ -15,9 +15,9 @@ import pytest
 
 from onthejob.data.template import tokenize_prompt
 from onthejob.models.adapters import load_for_inference
-from onthejob.serve.engine import Engine, SamplingParams
-from onthejob.serve.scheduler import Limits
-from onthejob.serve.server import ServeConfig, create_app
+from onthejob.generate import Engine, SamplingParams
+from onthejob.serve.config import ServeConfig
+from onthejob.serve.server import create_app
 from tests.serve.server_helpers import ServerThread, make_world, raw
 
 KEY = "test-key"
@@ -34,7 +34,7 @@ def server(world):
     config = ServeConfig(
         model=str(world["base"]), adapters={"alpha": str(world["alpha"]), "beta": str(world["beta"])},
         rag={"docs": "handbook"}, adapter_dirs=[world["runs"]], api_key=KEY,
-        limits=Limits(max_tokens=64, max_queue=8), max_request_bytes=20_000,
+        max_tokens=64, max_queue=8, max_request_bytes=20_000,
     )
     s = ServerThread(create_app(config))
     s.wait_ready()
@@ -130,7 +130,7 @@ def test_client_disconnect_stops_generation_and_metrics_count(client, server):
             assert time.monotonic() < deadline, "the disconnected request was not cancelled"
             time.sleep(0.02)
     time.sleep(0.1)
-    assert sched.running == 0 and all(r.row.generated == 0 for r in job.requests)
+    assert sched.running == 0 and all(r.generated == 0 for r in job.requests)
     status, text = raw("GET", server.root + "/metrics")
     assert status == 200
     assert 'ojt_requests_total{endpoint="/v1/chat/completions",status="200"}' in text
@@ -155,11 +155,12 @@ def test_rag_model_answers_from_its_collection_through_the_scheduler(client, mon
 
 
 def test_remote_chat_streams_from_the_server(server, client):
+    from onthejob.generate.config import ChatConfig
     from onthejob.serve.client import run_remote_chat
 
     out = io.StringIO()
-    run_remote_chat(server.url, "alpha", params=SamplingParams(max_new_tokens=12), api_key=KEY,
-                    input=io.StringIO(HELLO[0]["content"] + "\n/exit\n"), output=out)
+    config = ChatConfig(url=server.url, model="alpha", sampling=SamplingParams(max_new_tokens=12), api_key=KEY)
+    run_remote_chat(config, input=io.StringIO(HELLO[0]["content"] + "\n/exit\n"), output=out)
     assert "chatting with alpha" in out.getvalue()
     assert _chat(client, "alpha").choices[0].message.content + "\n" in out.getvalue()
 
@@ -167,9 +168,10 @@ def test_remote_chat_streams_from_the_server(server, client):
 # --- errors -------------------------------------------------------------------------------------
 
 
-def _error(status, body, code=None, param=None):
+def _error(status, body, code, param=None):
+    """The status of an OpenAI-shaped error body whose code and param are the given ones."""
     assert set(body["error"]) == {"message", "type", "param", "code"}, body
-    assert (body["error"]["code"], body["error"]["param"]) == (code, param) if code else True
+    assert (body["error"]["code"], body["error"]["param"]) == (code, param), body
     return status
 
 
@@ -178,7 +180,7 @@ def test_errors_are_openai_shaped(server, client):
     ok = {"model": "alpha", "messages": HELLO}
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=server.url, api_key="wrong", max_retries=0).models.list()
-    assert _error(*raw("POST", chat, ok)) == 401
+    assert _error(*raw("POST", chat, ok), code="invalid_api_key") == 401
     assert _error(*raw("POST", chat, b'{"model": "alpha", ', key=KEY), code="invalid_json") == 400
     assert _error(*raw("POST", chat, {**ok, "temperature": 5}, key=KEY), code="invalid_value", param="temperature") == 400
     assert _error(*raw("POST", chat, {"model": "alpha"}, key=KEY), code="invalid_value", param="messages") == 400
@@ -197,7 +199,7 @@ def test_errors_are_openai_shaped(server, client):
     with pytest.raises(openai.BadRequestError) as e:
         _chat(client, "docs")  # a RAG collection that was never indexed
     assert "handbook" in e.value.message
-    assert _error(*raw("GET", server.root + "/nowhere", key=KEY)) == 404
+    assert _error(*raw("GET", server.root + "/nowhere", key=KEY), code="not_found") == 404
 
 
 def test_queue_full_is_429_and_timeout_is_504(server, client):
@@ -212,7 +214,7 @@ def test_queue_full_is_429_and_timeout_is_504(server, client):
             with pytest.raises(openai.RateLimitError):
                 _chat(client, "alpha")
         assert all(len(f.result().choices) == 2 for f in waiting)
-    sched.limits.timeout = 0.05
+    sched.config.timeout = 0.05
     try:
         with sched._model_lock:
             late = concurrent.futures.ThreadPoolExecutor(1).submit(_chat, client, "alpha")
@@ -221,7 +223,7 @@ def test_queue_full_is_429_and_timeout_is_504(server, client):
             late.result()
         assert e.value.status_code == 504
     finally:
-        sched.limits.timeout = 600
+        sched.config.timeout = 600
 
 
 # --- adapters at run time -----------------------------------------------------------------------

@@ -14,10 +14,19 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from onthejob.serve.engine import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 
 HELP = "/reset starts over, /exit quits"
 PROMPT = "you> "
+
+
+def run(config) -> int:
+    """``ojt chat``: chat with ``config.model`` (a ``ChatConfig``) in the terminal."""
+    from onthejob.rag.answer import opened_retriever
+
+    with opened_retriever(config.rag) as rag:
+        return run_chat(config.model, system=config.system, params=config.sampling, rag=rag)
 
 
 def run_chat(

@@ -12,12 +12,21 @@ only when every record is done (written atomically).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from onthejob.errors import DataError
-from onthejob.serve.engine import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
+
+
+def run(config) -> int:
+    """``ojt generate``: answer ``config.input`` (a ``GenerateConfig``) into ``config.out``."""
+    from onthejob.rag.answer import opened_retriever
+
+    with opened_retriever(config.rag) as rag:
+        return run_generate(config.model, config.input, config.out, params=config.sampling,
+                            batch_size=config.batch_size, rag=rag)
 
 
 def run_generate(
@@ -100,16 +109,14 @@ def _read(path: str | Path) -> tuple[list[dict[str, Any]], list]:
 def _raw_lines(path: Path) -> dict[int, dict]:
     """1-based line -> JSON object, numbered as the reader numbers JSONL lines. A JSON array file
     yields nothing here, and its records are written in canonical form instead."""
+    from onthejob.data.readers import jsonl_records
+
     text = path.read_text(encoding="utf-8-sig")
     if text.lstrip().startswith("["):
         return {}
     raw = {}
-    for i, line in enumerate(text.split("\n"), start=1):  # "\n" only, as the reader splits
-        if line.strip():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                return {}  # not JSONL after all (one pretty-printed object)
-            if isinstance(record, dict):
-                raw[i] = record
+    for line, record in jsonl_records(text, str(path)):
+        if not isinstance(record, dict):
+            return {}  # not JSONL after all (one pretty-printed object)
+        raw[line] = record
     return raw

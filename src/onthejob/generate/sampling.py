@@ -4,18 +4,16 @@
     params = SamplingParams(max_new_tokens=64, temperature=0.7, seed=1)
 
 It is a typed config like the others (onthejob/config.py): ``ojt chat``, ``ojt generate``,
-``ojt eval``/``compare`` take it as flags or as the ``sampling:`` section of their YAML, and the
-server builds one per request. Building one with bad values raises ``ConfigError`` listing every
-problem.
+``ojt eval``/``compare`` take it as flags or as the ``sampling:`` section of their YAML (where
+bad values are ``ConfigError``s naming each key), and the server builds one per request.
 """
 
 from __future__ import annotations
 
 import torch
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from onthejob.config import Section, explain
-from onthejob.errors import ConfigError
+from onthejob.config import Section
 
 MAX_NEW_TOKENS = 32768  # longest answer anyone may ask for; a server caps it lower (max_tokens)
 MAX_STOP = 16  # stop strings per answer
@@ -30,13 +28,6 @@ class SamplingParams(Section):
     stop: list[str] = Field(default_factory=list, max_length=MAX_STOP, description="stop at the first of these strings; the text is cut before it")
     seed: int | None = Field(None, description="same seed + same prompt = same sample; none = unseeded")
     ignore_eos: bool = Field(False, description="go on past end-of-turn tokens (kept in token_ids); for benchmarks")
-
-    def __init__(self, **values):
-        try:
-            super().__init__(**values)
-        except ValidationError as e:
-            problems = [line for err in e.errors() for line in explain(SamplingParams, err)]
-            raise ConfigError("invalid sampling settings", problems) from None
 
     @field_validator("stop")
     @classmethod

@@ -1,6 +1,5 @@
-"""Generation: one engine (``engine.py``) that chat, batch generation, eval, RAG and the server
-all call, plus the interactive chat (``chat.py``) and batch generation (``generate.py``) over it."""
-
-from onthejob.serve.engine import Completion, Engine, SamplingParams
-
-__all__ = ["Completion", "Engine", "SamplingParams"]
+"""``ojt serve``: the HTTP side only. An OpenAI-compatible app (``server.py``) over a scheduler
+that batches every request into the one generation engine (``scheduler.py``, over
+``onthejob.generate``), the API's shapes (``protocol.py``), ``/metrics`` (``metrics.py``), the
+config (``config.py``), the command (``cli.py``) and a client for ``ojt chat --url``
+(``client.py``)."""

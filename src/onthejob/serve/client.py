@@ -11,26 +11,23 @@ import sys
 from typing import TextIO
 
 from onthejob.errors import ModelError
-from onthejob.serve.chat import HELP, converse
-from onthejob.serve.engine import SamplingParams
+from onthejob.generate.chat import HELP, converse
+from onthejob.generate.sampling import SamplingParams
 
 
 def run_remote_chat(
-    url: str,
-    model: str | None = None,
-    system: str | None = None,
-    params: SamplingParams | None = None,
-    api_key: str | None = None,
+    config,  # a ChatConfig whose url is set
     *,
     input: TextIO | None = None,  # noqa: A002 - None = sys.stdin
     output: TextIO | None = None,
 ) -> int:
-    """Chat with ``model`` (default: the server's first) at ``url`` until /exit; returns 0."""
+    """Chat with ``config.model`` (default: the server's first) at ``config.url`` until /exit;
+    returns 0. Passages (``config.rag``) are the server's business: serve a RAG name instead."""
     import openai
 
     input, output = input or sys.stdin, output or sys.stdout  # noqa: A001
-    params = params or SamplingParams()
-    key = api_key or os.environ.get("ONTHEJOB_API_KEY") or "none"  # the client insists on one
+    url, model, system, params = config.url, config.model, config.system, config.sampling
+    key = config.api_key or os.environ.get("ONTHEJOB_API_KEY") or "none"  # the client insists on one
     client = openai.OpenAI(base_url=url, api_key=key, max_retries=1)
     try:
         model = model or client.models.list().data[0].id

@@ -1,10 +1,12 @@
 """Dynamic batching and adapter routing for ``ojt serve``; no HTTP in here (``server.py`` is that).
 
-    from onthejob.serve.scheduler import Limits, Scheduler
-    scheduler = Scheduler.load("smollm2-135m-instruct", adapters={"support": "runs/support"})
+    from onthejob.serve.config import ServeConfig
+    from onthejob.serve.scheduler import Scheduler
+    scheduler = Scheduler.load(ServeConfig(adapters={"support": "runs/support"}))
     job = scheduler.submit(scheduler.model("support"), prompt_ids, [SamplingParams()], emit=print)
 
-One thread owns the model: it moves submitted rows into the engine's ``Batch`` and steps it, so
+One thread owns the model: it moves submitted rows into a ``Batch`` (generate/batch.py, the
+engine's one decode loop) and steps it, so
 requests that arrive together (or while others run) share forward passes, whatever adapter of
 the one base model they ask for. After each step it hands every request's new text to the
 ``emit`` callback of its job (called on the scheduler thread: it must be quick). Loading or
@@ -22,7 +24,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from onthejob.errors import ModelError, OjtError
-from onthejob.serve.engine import Batch, Engine, Request, SamplingParams
+from onthejob.generate.batch import Batch
+from onthejob.generate.engine import Engine
+from onthejob.generate.request import BASE, Request
+from onthejob.generate.sampling import SamplingParams
+from onthejob.serve.config import ServeConfig
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -33,16 +39,6 @@ class ServeError(OjtError):
     def __init__(self, kind: str, message: str, *, param: str | None = None):
         self.kind, self.param = kind, param  # bad_request, not_found, conflict, queue_full, ...
         super().__init__(message)
-
-
-@dataclass
-class Limits:
-    """What one server accepts; every field is a command-line option of ``ojt serve``."""
-
-    max_batch: int = 32  # rows decoded together in one forward pass
-    max_queue: int = 64  # rows waiting to join the batch; more gets 429
-    max_tokens: int = 2048  # the most tokens one answer may ask for
-    timeout: float = 600.0  # seconds one request may take before it is stopped
 
 
 @dataclass
@@ -81,12 +77,12 @@ class Job:
 
 
 class Scheduler:
-    def __init__(self, engine: Engine, base_name: str, base_path: str, *, limits: Limits | None = None):
-        self.engine, self.limits = engine, limits or Limits()
+    def __init__(self, engine: Engine, base_name: str, base_path: str, *, config: ServeConfig | None = None):
+        self.engine, self.config = engine, config or ServeConfig()
         self.base_path = base_path
         self.models: dict[str, Model] = {base_name: Model(base_name, "base", engine.tokenizer, source=base_path)}
         self.loading: set[str] = set()
-        self.batch = Batch(engine, max_rows=self.limits.max_batch)
+        self.batch = Batch(engine, max_rows=self.config.max_batch)
         self.context = getattr(engine.model.config, "max_position_embeddings", None) or 2048
         self._jobs: dict[int, Job] = {}  # id(request) -> job
         self._inbox: list[Request] = []
@@ -96,23 +92,26 @@ class Scheduler:
         self._thread = threading.Thread(target=self._loop, name="ojt-scheduler", daemon=True)
 
     @classmethod
-    def load(cls, base: str, *, adapters: dict[str, str] | None = None, limits: Limits | None = None,
-             device: str | None = None) -> Scheduler:
-        """Load the base model (never an adapter: those come with ``adapters``) and start."""
+    def load(cls, config: ServeConfig) -> Scheduler:
+        """Load the base model (never an adapter: those come with ``config.adapters``), the
+        adapters and the RAG names, and start."""
         from onthejob.errors import ConfigError
         from onthejob.models.adapters import load_for_inference, locate
 
+        base = config.model
         found = locate(base)
         if found.adapter is not None:
             raise ConfigError(
                 f"--model {base} is a trained adapter, not a base model",
                 fix=f"serve its base with --model {found.base_name} and the run with --adapter NAME={base}",
             )
-        loaded = load_for_inference(base, device=device or _default_device())
+        loaded = load_for_inference(base, device=config.device or _default_device())
         name = Path(base).name if Path(base).is_dir() else str(base)
-        scheduler = cls(Engine(loaded.model, loaded.tokenizer), name, found.model, limits=limits)
-        for adapter_name, path in (adapters or {}).items():
+        scheduler = cls(Engine(loaded.model, loaded.tokenizer), name, found.model, config=config)
+        for adapter_name, path in config.adapters.items():
             scheduler.load_adapter(adapter_name, path)
+        for rag_name, collection in config.rag.items():
+            scheduler.add_rag(rag_name, collection)
         scheduler.start()
         return scheduler
 
@@ -197,19 +196,20 @@ class Scheduler:
         if room < 1:
             raise ServeError("too_long", f"the prompt has {len(prompt)} tokens; this model's context is {self.context}", param="messages")
         if max_tokens is None:
-            return min(room, self.limits.max_tokens)
-        if max_tokens > self.limits.max_tokens:
-            raise ServeError("too_long", f"{param}={max_tokens} is over this server's limit of {self.limits.max_tokens}", param=param)
+            return min(room, self.config.max_tokens)
+        if max_tokens > self.config.max_tokens:
+            raise ServeError("too_long", f"{param}={max_tokens} is over this server's limit of {self.config.max_tokens}", param=param)
         if max_tokens > room:
             raise ServeError("too_long", f"{len(prompt)} prompt tokens + {param}={max_tokens} exceed this model's context of {self.context}", param=param)
         return max_tokens
 
     def submit(self, model: Model, prompt: list[int], params: list[SamplingParams], emit: Callable[[Event], None]) -> Job:
         """Queue one row per ``params`` (the choices); output arrives through ``emit``."""
-        if self.queue_depth + len(params) > self.limits.max_queue:
-            raise ServeError("queue_full", f"the queue is full ({self.limits.max_queue} waiting); retry later")
-        requests = [Request(self.engine, prompt, p, tokenizer=model.tokenizer, adapter=model.adapter) for p in params]
-        job = Job(model, requests, emit, time.monotonic() + self.limits.timeout)
+        if self.queue_depth + len(params) > self.config.max_queue:
+            raise ServeError("queue_full", f"the queue is full ({self.config.max_queue} waiting); retry later")
+        # Every row names its adapter (BASE for none), so base rows stay base once adapters load.
+        requests = [self.engine.request(prompt, p, tokenizer=model.tokenizer, adapter=model.adapter or BASE) for p in params]
+        job = Job(model, requests, emit, time.monotonic() + self.config.timeout)
         with self._wake:
             for r in requests:
                 self._jobs[id(r)] = job
@@ -265,8 +265,7 @@ class Scheduler:
                 continue
             text = r.ready()
             if text or r.finish:
-                row = r.row
-                job.emit(Event(job.requests.index(r), text, r.finish, row.prompt_tokens, row.generated))
+                job.emit(Event(job.requests.index(r), text, r.finish, r.prompt_tokens, r.generated))
             if r.finish:
                 self._jobs.pop(id(r), None)
             elif now > job.deadline:
@@ -275,7 +274,7 @@ class Scheduler:
     def _stop(self, job: Job, why: str) -> None:
         self.cancel(job)
         for i, r in enumerate(job.requests):
-            job.emit(Event(i, "", None, r.row.prompt_tokens, r.row.generated, error=why))
+            job.emit(Event(i, "", None, r.prompt_tokens, r.generated, error=why))
 
 
 class EngineView:
@@ -298,7 +297,7 @@ class EngineView:
             jobs.append((self.scheduler.submit(self.model, prompt, [params], _finish_on(event, errors)), errors))
             done.append(event)
         for event, (job, errors) in zip(done, jobs):
-            if not event.wait(self.scheduler.limits.timeout + 5) or errors:
+            if not event.wait(self.scheduler.config.timeout + 5) or errors:
                 raise ServeError("timeout", f"generation stopped: {errors[0] if errors else 'timeout'}")
         return [job.requests[0].completion() for job, _ in jobs]
 

@@ -21,8 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -32,10 +30,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onthejob.errors import OjtError
+from onthejob.generate.sampling import SamplingParams
 from onthejob.serve import protocol as api
-from onthejob.serve.engine import SamplingParams
+from onthejob.serve.config import ServeConfig
 from onthejob.serve.metrics import Metrics
-from onthejob.serve.scheduler import EngineView, Event, Limits, Scheduler, ServeError, inside
+from onthejob.serve.scheduler import EngineView, Event, Scheduler, ServeError, inside
 
 log = logging.getLogger("onthejob.serve")
 
@@ -46,20 +45,6 @@ STATUS = {"bad_request": 400, "too_long": 400, "not_found": 404, "conflict": 409
 CODES = {"too_long": "context_length_exceeded", "queue_full": "rate_limit_exceeded", "loading": "model_loading",
          "not_found": "model_not_found", "conflict": "conflict", "bad_request": "invalid_value", "timeout": "timeout"}
 TYPES = {429: "rate_limit_error", 503: "server_error", 504: "server_error"}
-
-
-@dataclass
-class ServeConfig:
-    """What ``ojt serve`` was asked to serve, and its limits."""
-
-    model: str = "smollm2-135m-instruct"  # the base model every adapter sits on
-    adapters: dict[str, str] = field(default_factory=dict)  # name -> run or adapter folder
-    rag: dict[str, str] = field(default_factory=dict)  # name -> RAG collection
-    adapter_dirs: list[Path] = field(default_factory=lambda: [Path("runs")])  # admin loads only from here
-    api_key: str | None = None  # when set, every /v1 and /admin request must carry it
-    limits: Limits = field(default_factory=Limits)
-    max_request_bytes: int = 1_000_000  # bigger request bodies get 413
-    device: str | None = None  # None: cuda when there is one, else cpu
 
 
 class _State:
@@ -177,10 +162,11 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
     return app
 
 
-def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000) -> int:
-    """Run the server until Ctrl-C; returns the exit code."""
+def run(config: ServeConfig) -> int:
+    """Serve ``config`` until Ctrl-C; returns the exit code."""
     import uvicorn
 
+    host, port = config.host, config.port
     if host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
         log.warning("serving on %s without an API key: anyone who can reach it can use it (set --api-key)", host)
     print(f"ojt serve: http://{host}:{port}/v1 (loading {config.model} ...)", flush=True)
@@ -194,9 +180,7 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000) -> 
 def _load(state: _State) -> None:
     config = state.config
     try:
-        scheduler = Scheduler.load(config.model, adapters=config.adapters, limits=config.limits, device=config.device)
-        for name, collection in config.rag.items():
-            scheduler.add_rag(name, collection)
+        scheduler = Scheduler.load(config)
     except Exception as e:  # noqa: BLE001 - reported by /health and every request
         state.error = str(e)
         log.error("loading failed: %s", e)
