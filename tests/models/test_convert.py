@@ -7,7 +7,8 @@ import pytest
 
 from onthejob.errors import ModelError
 from onthejob.models import convert as conv
-from onthejob.models.registry import DEFAULT_MODEL, KNOWN, resolve
+from onthejob.models.load import resolve
+from onthejob.models.registry import DEFAULT_MODEL, KNOWN
 
 
 def _fake_model_folder(folder: Path) -> None:

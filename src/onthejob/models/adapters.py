@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from onthejob.errors import ModelError, RunError
-from onthejob.models.load import load_tokenizer
-from onthejob.models.registry import resolve
+from onthejob.models.load import load_tokenizer, resolve
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
 

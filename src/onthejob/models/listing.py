@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from onthejob import paths
+from onthejob.console import human_bytes
 from onthejob.models.convert import cache_problem
 from onthejob.models.registry import KNOWN
 
@@ -63,14 +64,6 @@ def list_models() -> list[dict]:
                 }
             )
     return rows
-
-
-def human_bytes(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def format_models(rows: list[dict]) -> str:

@@ -1,4 +1,11 @@
-"""Load a model and its tokenizer by any name onthejob accepts (see ``registry.resolve``)."""
+"""Load a model and its tokenizer by any name onthejob accepts.
+
+A model can be named three ways, everywhere a model is named (``resolve``):
+  * a known name (``smollm2-135m-instruct``, models/registry.py): converted once into the cache,
+    then loaded from it;
+  * a local Hugging Face model folder (holds ``config.json``);
+  * a hub id (``org/name``): transformers downloads it where a network exists.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from onthejob.errors import ModelError
-from onthejob.models.registry import resolve
+from onthejob.models.convert import ensure_converted
+from onthejob.models.registry import KNOWN
 
 
 def load_tokenizer(name: str | Path, *, on_convert: Callable[[str], None] | None = None):
@@ -41,3 +49,28 @@ def load_model(name: str | Path, *, dtype=None, device: str | None = None, on_co
         model.to(device)
     model.eval()
     return model, load_tokenizer(where)
+
+
+def resolve(name: str | Path, *, on_convert: Callable[[str], None] | None = None) -> str:
+    """Turn a model name into something ``from_pretrained`` accepts: a local folder or a hub id."""
+    text = str(name)
+    if text in KNOWN:
+        return str(ensure_converted(KNOWN[text], on_convert=on_convert))
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return str(path)
+        if (path / "adapter_config.json").is_file():
+            return str(path)
+        raise ModelError(
+            f"{path} is a folder but not a model (no config.json)",
+            fix="name a Hugging Face model folder, a run folder, or one of: " + ", ".join(KNOWN),
+        )
+    # "runs/missing" could be a hub id, but when ./runs exists the user meant a local folder.
+    looks_local = text.startswith((".", "/", "~")) or path.suffix or text.count("/") != 1 or path.parent.is_dir()
+    if looks_local:
+        raise ModelError(
+            f"unknown model {text!r}: no such folder and not a known name",
+            fix="known models: " + ", ".join(KNOWN) + "; or give a local model folder or a hub id (org/name)",
+        )
+    return text  # a hub id; transformers fetches it where a network exists

