@@ -1,7 +1,7 @@
 """Train a config for a few steps and print what ``ojt plan`` estimates: run in its own process,
 so the peak resident memory is the run's own.
 
-    python tests/train/measure_run.py CONFIG [--key value ...]
+    python benchmarks/measure_run.py CONFIG [--key value ...]      (benchmarks/plan_accuracy.py runs it)
 
 Prints one JSON line: median trained tokens/s over the steps after the first, and peak RSS bytes.
 """

@@ -208,7 +208,7 @@ def run_trl(arm: str, args, train: list[dict], evalset: list[dict], work: Path) 
     from trl import SFTConfig, SFTTrainer
 
     from onthejob.models.load import load_tokenizer
-    from onthejob.models.registry import resolve
+    from onthejob.models.load import resolve
 
     cuda = torch.cuda.is_available()
     init = {}
@@ -359,7 +359,7 @@ def main() -> None:
 
     from transformers import AutoConfig
 
-    from onthejob.models.registry import resolve
+    from onthejob.models.load import resolve
     from onthejob.train.plan import Shape
 
     arms = args.arms or CPU_ARMS + (["trl-qlora"] if args.qlora else [])

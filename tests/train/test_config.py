@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from onthejob.errors import ConfigError
 from onthejob.train import config as cfg
@@ -66,3 +67,21 @@ def test_override_without_value_and_bad_yaml_are_one_line_errors(tmp_path):
 def test_eval_file_and_split_are_exclusive():
     with pytest.raises(ConfigError, match="give data.eval or data.eval_split, not both"):
         cfg.validate({"data": {"train": [{"path": "a"}], "eval": "b", "eval_split": 0.1}})
+
+
+def test_a_method_carries_only_its_own_section():
+    lora = cfg.validate({"data": {"train": [{"path": "a"}]}})
+    saved = yaml.safe_load(cfg.to_yaml(lora))
+    assert saved["lora"]["r"] == 16 and "ia3" not in saved  # a LoRA run's config has no IA3 block
+    ia3 = cfg.validate({"data": {"train": [{"path": "a"}]}, "method": "ia3"})
+    assert ia3.lora is None and "lora" not in yaml.safe_load(cfg.to_yaml(ia3))
+    # run folders saved before this carried every section; one holding only defaults still loads
+    old = cfg.validate({"data": {"train": [{"path": "a"}]}, "ia3": {"target_modules": None, "feedforward_modules": None}})
+    assert old.ia3 is None and old.lora is not None
+    assert cfg.validate(yaml.safe_load(cfg.to_yaml(lora))) == lora  # what is saved loads back the same
+
+
+def test_another_methods_settings_are_a_cross_field_error():
+    with pytest.raises(ConfigError) as e:
+        cfg.validate({"data": {"train": [{"path": "a"}]}, "method": "ia3", "lora": {"r": 8}})
+    assert e.value.problems == ["lora, method: lora settings are given but method is 'ia3'; drop the lora section or set method: lora"]

@@ -140,7 +140,7 @@ def test_bad_data_is_refused_before_training(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": [\n')
     result = _cli(["train", "--data", str(bad), "--model", str(make_config(tmp_path)["model"])])
-    assert result.returncode == 2
+    assert result.returncode == 7  # DataError: its own code, not argparse's 2
     assert "bad.jsonl has 2 error(s), nothing was trained" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -158,10 +158,19 @@ def test_config_errors_read_as_documented(tmp_path):
 @pytest.mark.parametrize("method,extra", [("ia3", {}), ("lora", {"lora.dora": True, "lora.rslora": True})])
 def test_other_adapters_train_and_save_in_peft_format(tmp_path, method, extra):
     run_dir = _train(tmp_path, method=method, max_steps=2, **extra)
+    from safetensors.torch import load_file
+
     adapter_config = json.loads((run_dir / "final" / "adapter_config.json").read_text())
     assert adapter_config["peft_type"] == method.upper()
-    if method == "lora":
+    weights = load_file(run_dir / "final" / "adapter_model.safetensors")
+    if method == "ia3":  # IA3 starts every scaling vector at ones: training moved them
+        scales = [w for k, w in weights.items() if "ia3_l" in k]
+        assert scales and all((w != 1).any() for w in scales)
+    else:  # LoRA starts B at zero; DoRA adds a magnitude vector per layer
         assert adapter_config["use_dora"] and adapter_config["use_rslora"]
+        b = [w for k, w in weights.items() if "lora_B" in k]
+        assert b and all(w.abs().sum() > 0 for w in b)
+        assert any("lora_magnitude_vector" in k for k in weights)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
@@ -189,8 +198,8 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
 def test_chat_uses_the_system_prompt_the_run_was_trained_with(tmp_path):
     import io
 
-    from onthejob.serve.chat import run_chat
-    from onthejob.serve.engine import SamplingParams
+    from onthejob.generate.chat import run_chat
+    from onthejob.generate import SamplingParams
 
     run_dir = _train(tmp_path, max_steps=1)
     assert json.loads((run_dir / "run.json").read_text())["system_prompt"] == "You answer briefly."

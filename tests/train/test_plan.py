@@ -1,8 +1,7 @@
-"""``ojt plan``: the model arithmetic, GPU names, the command, and the estimate against a real run."""
+"""``ojt plan``: the model arithmetic, GPU names, the command and the report (its accuracy against\nreal runs: benchmarks/plan_accuracy.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,6 @@ from onthejob.train.plan import GPUS, Shape, gpu_name, plan_report
 
 REPO = Path(__file__).resolve().parents[2]
 HR_CONFIG = REPO / "configs" / "hr-demo.yaml"
-MEASURE = Path(__file__).with_name("measure_run.py")
 
 
 def test_gpu_names_match_loosely_and_unknown_ones_are_refused():
@@ -50,29 +48,14 @@ def test_unknown_gpu_is_one_line_and_exit_3():
     assert "Traceback" not in result.stderr
 
 
-# Two configs that differ where the cost model must follow: rows of 512 vs 256, 2 rows per
-# micro-step vs 1, gradient checkpointing off vs on, LoRA rank 16 vs 8.
-CONFIGS = {
-    "hr-demo": [],
-    "checkpointed": ["--micro_batch_size", "1", "--grad_accum", "3", "--gradient_checkpointing", "true", "--lora.r", "8", "--data.max_seq_len", "256"],
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(CONFIGS))
-def test_estimate_lands_within_30_percent_of_a_measured_run(name, default_model_dir, tmp_path):
-    overrides = CONFIGS[name]
-    config = cfg.load(HR_CONFIG, overrides)
-    estimates, text = plan_report(config, ["H100"])
-    here, h100 = estimates
-    assert "this machine" in text and "H100" in text
-    assert h100.tokens_per_s > 10 * here.tokens_per_s  # a GPU estimate, not this machine's
-
-    run = ["--max_steps", "6", "--eval_every", "0", "--save_every", "0", "--output_dir", str(tmp_path / "run")]
-    result = subprocess.run([sys.executable, str(MEASURE), str(HR_CONFIG), *overrides, *run], capture_output=True, text=True, cwd=REPO, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
-    measured = json.loads(result.stdout.strip().splitlines()[-1])
-    speed = here.tokens_per_s / measured["tokens_per_s"]
-    memory = here.peak_bytes / measured["peak_bytes"]
-    assert 0.7 <= speed <= 1.3, f"{name}: estimated {here.tokens_per_s:.0f} tokens/s, measured {measured['tokens_per_s']:.0f}"
-    assert 0.7 <= memory <= 1.3, f"{name}: estimated {here.peak_bytes / 2**30:.2f} GiB, measured {measured['peak_bytes'] / 2**30:.2f}"
+def test_report_has_this_machine_and_named_gpus(default_model_dir):
+    """How close the estimates come to real runs is measured in benchmarks/plan_accuracy.py
+    (tests assert behaviour, never speed); here: what the report holds."""
+    config = cfg.load(HR_CONFIG, ["--micro_batch_size", "1", "--lora.r", "8"])
+    estimates, text = plan_report(config, ["H100", "T4"])
+    here, h100, t4 = estimates
+    assert "this machine" in text and "H100" in text and "T4" in text
+    assert all(e.tokens_per_s > 0 and e.peak_bytes > 0 for e in estimates)
+    assert h100.tokens_per_s > t4.tokens_per_s  # the faster card is estimated faster
+    assert here.peak_bytes == pytest.approx(h100.peak_bytes, rel=0.5)  # the same job's memory, give or take CUDA's own

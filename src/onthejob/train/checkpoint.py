@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from onthejob.errors import RunError
 from onthejob.fsutil import atomic_dir
 
 STATE = "state.json"
@@ -83,23 +84,45 @@ def prune(run: Path, keep: int) -> None:
 
 
 def load_trainable(model, folder: Path) -> None:
-    """Put the checkpoint's trained weights back into ``model`` (adapter or full weights)."""
+    """Put the checkpoint's trained weights back into ``model`` (adapter or full weights); a
+    checkpoint that does not fit the model is a ``RunError``."""
     from safetensors.torch import load_file
 
     if (folder / "adapter_model.safetensors").is_file():
         from peft import set_peft_model_state_dict
 
-        result = set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+        try:
+            result = set_peft_model_state_dict(model, load_file(folder / "adapter_model.safetensors"))
+        except RuntimeError as e:  # tensors of other shapes: another rank or base model
+            raise _misfit(folder, _summary(e)) from e
         unexpected = getattr(result, "unexpected_keys", None)
         if unexpected:
-            raise RuntimeError(f"adapter checkpoint {folder} does not fit the model: {unexpected[:3]}")
+            raise _misfit(folder, f"{len(unexpected)} weights with no place in it, e.g. {unexpected[0]}")
         return
     state = {}
     for f in sorted(folder.glob("*.safetensors")):
         state.update(load_file(f))
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    try:
+        _, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:
+        raise _misfit(folder, _summary(e)) from e
     if unexpected:
-        raise RuntimeError(f"checkpoint {folder} does not fit the model: {unexpected[:3]}")
+        raise _misfit(folder, f"{len(unexpected)} weights with no place in it, e.g. {unexpected[0]}")
+
+
+def _misfit(folder: Path, detail: str) -> RunError:
+    return RunError(
+        f"checkpoint {folder} does not fit the model being trained: {detail}",
+        fix="it was saved by a run with another base model or method/adapter settings (model, method, lora.r, "
+        "lora.target_modules); resume with the run's own config.yaml, or train into a new output_dir",
+    )
+
+
+def _summary(error: Exception) -> str:
+    """torch's load error lists every mismatched tensor under a header; the first one says enough."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    details = lines[1:] or lines
+    return details[0] + (f" (and {len(details) - 1} more)" if len(details) > 1 else "")
 
 
 def load_state(folder: Path, optimizer, scheduler) -> dict:

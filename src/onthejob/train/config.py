@@ -13,14 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from onthejob.errors import ConfigError
+from onthejob import config
+from onthejob.config import Section, cross_field, merge, set_dotted  # noqa: F401 - train.config's own API
 from onthejob.models.registry import DEFAULT_MODEL
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class Dataset(Section):
@@ -70,8 +68,8 @@ class TrainConfig(Section):
     output_dir: str = Field("runs/run", description="the run folder: config, metrics, checkpoints and final/")
     data: DataConfig = Field(description="what to train on")
     method: Literal["lora", "ia3", "full"] = Field("lora", description="lora (PEFT, default), ia3 (PEFT) or full fine-tuning")
-    lora: LoraSection = Field(default_factory=LoraSection, description="LoRA settings (method: lora)")
-    ia3: IA3Section = Field(default_factory=IA3Section, description="IA3 settings (method: ia3)")
+    lora: LoraSection | None = Field(None, description="LoRA settings (method: lora; defaults when left out)")
+    ia3: IA3Section | None = Field(None, description="IA3 settings (method: ia3; defaults when left out)")
     freeze_layers: int = Field(0, ge=0, description="leave the first N transformer layers untouched")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
     epochs: float = Field(3, gt=0, description="passes over the (mixed) training data; fractions allowed")
@@ -89,106 +87,63 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(2, ge=1, description="keep the last K checkpoints")
     log_every: int = Field(1, ge=1, description="write metrics every N steps")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _own_section_only(cls, raw: Any) -> Any:
+        """The chosen method's section gets its defaults when left out; another method's section
+        holding only defaults is dropped (older run folders saved every section)."""
+        if not isinstance(raw, dict):
+            return raw
+        raw, method = dict(raw), raw.get("method", "lora")
+        for name, section in (("lora", LoraSection), ("ia3", IA3Section)):
+            given = raw.get(name)
+            if name == method and given is None:
+                raw[name] = {}
+            elif name != method and isinstance(given, dict) and _all_defaults(section, given):
+                raw.pop(name)
+        return raw
+
     @model_validator(mode="after")
-    def _eval_source(self) -> TrainConfig:
+    def _consistent(self) -> TrainConfig:
+        problems = []
+        for name in ("lora", "ia3"):
+            if getattr(self, name) is not None and self.method != name:
+                problems.append((f"{name}, method", f"{name} settings are given but method is {self.method!r}; drop the {name} section or set method: {name}"))
         if self.data.eval and self.data.eval_split:
-            raise ValueError("give data.eval or data.eval_split, not both")
+            problems.append(("data.eval, data.eval_split", "give data.eval or data.eval_split, not both"))
         if self.method == "ia3" and self.freeze_layers:
-            raise ValueError("freeze_layers works with method lora or full, not ia3")
+            problems.append(("freeze_layers, method", "freeze_layers works with method lora or full, not ia3"))
         if self.early_stopping_patience and not (self.data.eval or self.data.eval_split):
-            raise ValueError("early_stopping_patience needs eval data (data.eval or data.eval_split)")
+            problems.append(("early_stopping_patience, data.eval, data.eval_split", "early_stopping_patience needs eval data (data.eval or data.eval_split)"))
+        if problems:
+            raise cross_field(*problems)
         return self
 
 
-def _loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-def _explain(err: dict) -> str:
-    where, kind = _loc(err["loc"]), err["type"]
-    if kind == "extra_forbidden":
-        return f"{where}: unknown key (check the spelling; docs/config.md lists every key)"
-    if kind == "missing":
-        return f"{where}: required"
-    return f"{where}: {err['msg']} (got {err.get('input')!r})"
+def _all_defaults(section: type[Section], given: dict) -> bool:
+    try:
+        return section.model_validate(given) == section()
+    except ValueError:
+        return False
 
 
 def validate(raw: dict[str, Any], *, source: str = "config") -> TrainConfig:
-    try:
-        return TrainConfig.model_validate(raw)
-    except ValidationError as e:
-        problems = [_explain(err) for err in e.errors()]
-        raise ConfigError(f"{source}: {len(problems)} problem(s)", problems) from None
+    return config.validate(TrainConfig, raw, source=source)
 
 
 def parse_overrides(args: list[str]) -> dict[str, Any]:
-    """``["--optim.lr", "1e-4", "--epochs=2"]`` -> ``{"optim": {"lr": 1e-4}, "epochs": 2}``."""
-    out: dict[str, Any] = {}
-    it = iter(args)
-    for arg in it:
-        if not arg.startswith("--") or len(arg) < 3:
-            raise ConfigError(f"unexpected argument {arg!r}", fix="overrides look like --section.key VALUE")
-        key, eq, value = arg[2:].partition("=")
-        if not eq:
-            value = next(it, None)
-            if value is None:
-                raise ConfigError(f"--{key} has no value", fix=f"write --{key} VALUE")
-        set_dotted(out, key.replace("-", "_"), yaml.safe_load(value))
-    return out
+    """``["--optim.lr", "1e-4", "--gradient_checkpointing"]`` -> a nested dict of settings."""
+    return config.parse_overrides(args, TrainConfig)
 
 
-def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
-    """``set_dotted(t, "optim.lr", 1e-4)`` sets ``t["optim"]["lr"]``, making sections as needed."""
-    *parents, leaf = key.split(".")
-    for part in parents:
-        tree = tree.setdefault(part, {})
-    tree[leaf] = value
+def load(path: str | Path | None, overrides: dict | list[str] | None = None, *, defaults: dict | None = None) -> TrainConfig:
+    return config.load(TrainConfig, path, overrides, defaults=defaults)
 
 
-def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+def to_yaml(train_config: TrainConfig) -> str:
+    """The resolved config as saved in a run folder: only the chosen method's section."""
+    return yaml.safe_dump(train_config.model_dump(mode="json", exclude_none=True), sort_keys=False, allow_unicode=True)
 
 
-def load(path: str | Path | None, overrides: list[str] | None = None, *, defaults: dict | None = None) -> TrainConfig:
-    raw: dict[str, Any] = dict(defaults or {})
-    source = str(path) if path else "command line"
-    if path:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such config file", fix="see configs/ for examples")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{path}:{mark.line + 1}" if mark else str(path)
-            raise ConfigError(f"{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
-        raw = merge(raw, loaded)
-    raw = merge(raw, parse_overrides(overrides or []))
-    return validate(raw, source=source)
-
-
-def to_yaml(config: TrainConfig) -> str:
-    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-
-
-def reference(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[str]:
-    """One line per key, ``dotted.key (default): description``; the config reference in docs/."""
-    lines = []
-    for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
-        sub = field.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
-            lines.append(f"- `{key}`: {field.description}")
-            lines.extend(reference(sub, key + "."))
-        else:
-            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-            lines.append(f"- `{key}` (default `{default}`): {field.description}")
-    return lines
+def reference() -> list[str]:
+    return config.reference(TrainConfig)

@@ -3,7 +3,6 @@ tokenize and pack into rows. A run refuses data that ``ojt data check`` would re
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from dataclasses import dataclass, field
@@ -15,6 +14,7 @@ from onthejob.data.schema import Example
 from onthejob.data.split import split_examples
 from onthejob.data.template import Tokenized, tokenize_example
 from onthejob.errors import DataError
+from onthejob.fsutil import file_hash
 from onthejob.train.config import Dataset, TrainConfig
 
 
@@ -107,11 +107,4 @@ def prepare(config: TrainConfig, tokenizer) -> RunData:
 def fingerprint(config: TrainConfig) -> dict[str, str]:
     """sha256 of every data file of the run, so a resumed or repeated run can tell if data changed."""
     paths = [ds.path for ds in config.data.train] + ([config.data.eval] if config.data.eval else [])
-    out = {}
-    for p in paths:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        out[p] = h.hexdigest()
-    return out
+    return {p: file_hash(p) for p in paths}

@@ -21,9 +21,11 @@ import torch
 from onthejob.data.pack import collate
 from onthejob.errors import RunError
 from onthejob.train import checkpoint, config as cfg, runfolder
+from onthejob.train.attention import use_packed_attention
+from onthejob.train.bf16 import hand_on_norm_outputs_in_bf16, store_frozen_weights_in_bf16
 from onthejob.train.data import fingerprint, prepare
-from onthejob.train.fast import lean_bf16
-from onthejob.train.loss import TrainForward
+from onthejob.train.lora_forward import use_lean_lora_forward
+from onthejob.train.loss import TrainForward, causal_lm
 from onthejob.train.model import build, count_parameters
 from onthejob.train.progress import Progress, describe_start, say
 from onthejob.train.resume import reconcile
@@ -157,7 +159,10 @@ def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
     model = build(base, config)
     bf16 = use_bf16(config, acc.device)
     if bf16 and config.method != "full":  # full fine-tuning saves every weight: none may be rounded
-        lean_bf16(model)
+        store_frozen_weights_in_bf16(model)
+        use_lean_lora_forward(model)
+        hand_on_norm_outputs_in_bf16(model)
+    per_example = use_packed_attention(causal_lm(model).config)  # False for flash attention: it handles packed rows
     if ckpt:
         checkpoint.load_trainable(model, ckpt)
     data = prepare(config, tokenizer)
@@ -171,7 +176,7 @@ def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
     optimizer = torch.optim.AdamW(params, lr=o.lr, betas=o.betas, weight_decay=o.weight_decay, fused=fused or None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup=warmup, total=total, schedule=o.schedule, min_ratio=o.min_lr_ratio))
     state = checkpoint.load_state(ckpt, optimizer, scheduler) if ckpt else {}
-    forward = TrainForward(model, chunk=config.loss_chunk)
+    forward = TrainForward(model, chunk=config.loss_chunk, per_example=per_example)
     if config.compile:
         forward = torch.compile(forward)
     forward, optimizer = acc.prepare(forward, optimizer)

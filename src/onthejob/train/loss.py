@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from onthejob.data.template import IGNORE_INDEX
-from onthejob.train.fast import spans, use_packed_attention
+from onthejob.train.attention import spans
 
 
 def causal_lm(model: nn.Module) -> nn.Module:
@@ -28,14 +28,19 @@ def causal_lm(model: nn.Module) -> nn.Module:
 
 
 class TrainForward(nn.Module):
-    """Wraps the model so accelerate/DDP sees one module whose forward returns the loss terms."""
+    """Wraps the model so accelerate/DDP sees one module whose forward returns the loss terms.
 
-    def __init__(self, model: nn.Module, chunk: int = 2048):
+    ``per_example``: pass each packed row's example spans to attention, for a model switched to
+    per-example attention (``attention.use_packed_attention``, whose result it should be). The
+    model itself is left as it is, so wrapping an inference model (evaluation) changes nothing.
+    """
+
+    def __init__(self, model: nn.Module, chunk: int = 2048, per_example: bool = False):
         super().__init__()
         self.model = model
         self.chunk = chunk
+        self.per_example = per_example
         self._head_cache = None
-        self.per_example = use_packed_attention(causal_lm(model).config)
 
     def forward(self, input_ids, labels, position_ids=None, attention_mask=None):
         lm = causal_lm(self.model)

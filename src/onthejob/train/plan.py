@@ -36,7 +36,7 @@ GIB = 2**30
 CPU_PROCESS_BYTES = 0.40 * GIB  # python + torch + transformers + peft + accelerate, imported
 CPU_MATMUL_EFFICIENCY = 0.85  # of the measured large-matmul peak, for the model's (T x d) matmuls
 CPU_ATTENTION_EFFICIENCY = 0.12  # PyTorch's CPU flash attention on ~200-token examples, fp32
-CPU_ATTENTION_EFFICIENCY_BF16 = 0.085  # onthejob's bf16 matmul attention (train/fast.py), same examples
+CPU_ATTENTION_EFFICIENCY_BF16 = 0.085  # onthejob's bf16 matmul attention (train/attention.py), same examples
 CPU_OVERHEAD_S_PER_TOKEN_LAYER = 62e-6  # element-wise work per token and layer, x 1/threads
 CPU_OVERHEAD_S_PER_MICRO_STEP_LAYER = 5.2e-3  # Python and dispatch per micro-step and layer
 CPU_CHECKPOINT_OVERHEAD = (1.5, 2.0)  # gradient checkpointing: x per-token work, x per-micro-step work
@@ -277,8 +277,7 @@ def plan_report(config: TrainConfig, gpus: list[str] | None = None) -> tuple[lis
     """Estimates for this machine and each GPU, and the text ``ojt plan`` prints."""
     from transformers import AutoConfig
 
-    from onthejob.models.load import load_tokenizer
-    from onthejob.models.registry import resolve
+    from onthejob.models.load import load_tokenizer, resolve
     from onthejob.train.data import prepare
     from onthejob.train.loop import use_bf16
 
@@ -288,7 +287,7 @@ def plan_report(config: TrainConfig, gpus: list[str] | None = None) -> tuple[lis
     work = workload(config, data)
     bf16 = use_bf16(config, torch.device("cpu"))
     estimates = [here(shape, config, work, bf16=bf16)] + [on_gpu(n, shape, config, work) for n in names]
-    method = {"lora": f"LoRA r{config.lora.r}", "ia3": "IA3", "full": "full fine-tuning"}[config.method]
+    method = {"ia3": "IA3", "full": "full fine-tuning"}.get(config.method) or f"LoRA r{config.lora.r}"
     epochs = config.epochs if not config.max_steps else config.max_steps / work.steps
     lines = [
         f"model      {config.model}: {shape.params / 1e6:,.1f}M parameters, {method}"

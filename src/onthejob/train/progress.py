@@ -6,9 +6,7 @@ import sys
 
 from tqdm import tqdm
 
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+from onthejob.console import say  # noqa: F401 - the training modules' say
 
 
 def _m(n: float) -> str:
@@ -16,7 +14,7 @@ def _m(n: float) -> str:
 
 
 def describe_start(config, data, plan, total: int, trainable: int, n_total: int, bf16: bool, acc, *, resumed_at: int | None) -> None:
-    method = {"lora": f"LoRA r={config.lora.r} alpha={config.lora.alpha:g}", "ia3": "IA3", "full": "full fine-tuning"}[config.method]
+    method = {"ia3": "IA3", "full": "full fine-tuning"}.get(config.method) or f"LoRA r={config.lora.r} alpha={config.lora.alpha:g}"
     if config.method == "lora" and (config.lora.dora or config.lora.rslora):
         method += " (" + ", ".join(n for n, on in (("DoRA", config.lora.dora), ("rsLoRA", config.lora.rslora)) if on) + ")"
     mix = ", ".join(f"{n} from {p}" for p, n in data.counts.items())

@@ -1,36 +1,27 @@
-"""Two things that make a packed LoRA step cheaper without changing its maths.
+"""Causal attention per example for packed rows, registered with transformers.
 
-1. **Attention per example.** A packed row holds several examples; transformers turns their
-   restarting position ids into a block-diagonal (T, T) mask, and with a mask PyTorch's attention
-   computes every one of the T x T scores and throws most away. ``use_packed_attention`` has causal
-   attention run on each example's own span instead, so the work is sum(n_i^2) / 2 rather than T^2:
-   about a sixth of it for 512-token rows of ~190-token examples. The scores that are computed
-   are the same ones. Under bf16 autocast on a CPU each example's attention is a few bf16
-   matmuls around an fp32 softmax, as the rest of the model's matmuls are (``_causal``).
+A packed row holds several examples; transformers turns their restarting position ids into a
+block-diagonal (T, T) mask, and with a mask PyTorch's attention computes every one of the T x T
+scores and throws most away. ``use_packed_attention`` has causal attention run on each example's
+own span instead, so the work is sum(n_i^2) / 2 rather than T^2: about a sixth of it for 512-token
+rows of ~190-token examples. The scores that are computed are the same ones. Under bf16 autocast
+on a CPU each example's attention is a few bf16 matmuls around an fp32 softmax, as the rest of the
+model's matmuls are (``_causal``).
 
-2. **bf16 where autocast would cast anyway** (``lean_bf16``, only with bf16 autocast). Frozen
-   linear weights are stored in bf16 once instead of being cast on every use (half their memory,
-   none of the copies); PEFT's cast of the LoRA input to fp32, which autocast casts straight back,
-   is switched off; and in Llama-style decoders the normalised hidden state, which feeds only
-   linear layers, is handed on in bf16 once rather than cast separately by q, k, v, gate and up
-   (and their LoRA branches), which kept up to ten bf16 copies of it for backward. Embeddings,
-   norms, the residual stream, the LM head and everything trainable stay in fp32, as autocast has
-   them.
+The training forward opts in per call by passing ``example_spans=spans(position_ids)``, which
+transformers hands through to the registered attention function; calls without it (generation,
+evaluation) keep PyTorch's SDPA with transformers' mask.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import types
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 NAME = "onthejob_packed"
-# Decoders whose input_layernorm / post_attention_layernorm outputs feed only linear layers.
-_LLAMA_LIKE = {"llama", "mistral", "qwen2", "qwen3", "granite"}
 
 
 def spans(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
@@ -40,6 +31,29 @@ def spans(position_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
         starts = [t for t, p in enumerate(row) if p == 0] or [0]
         out.append(list(zip(starts, starts[1:] + [len(row)], strict=True)))
     return out
+
+
+def use_packed_attention(config) -> bool:
+    """Switch ``config``'s model to per-example attention for calls that pass
+    ``example_spans=spans(position_ids)``; returns whether it did, which is what the training
+    forward's ``per_example`` should be. Set for the whole run, not per call: gradient
+    checkpointing re-runs the forward in backward, and it must take the same path. False for flash
+    attention and friends, which handle packed rows themselves."""
+    if config._attn_implementation not in ("sdpa", "eager", NAME):
+        return False
+    _register()
+    config._attn_implementation = NAME
+    return True
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+    AttentionInterface.register(NAME, _attention)
+    # transformers builds the mask a model with SDPA would get: the fallback in ``_attention`` needs
+    # it (the per-example path ignores it).
+    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 
 def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, example_spans=None, **kwargs):
@@ -149,80 +163,3 @@ def _causal_mask(length: int, groups: int, dtype: torch.dtype, device: torch.dev
         future = torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
         mask = _MASKS[key] = torch.zeros(n, n, dtype=dtype, device=device).masked_fill_(future, float("-inf")).repeat_interleave(groups, 0)
     return mask[: length * groups, :length]
-
-
-def _register() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
-
-    AttentionInterface.register(NAME, _attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
-
-
-def use_packed_attention(config) -> bool:
-    """Switch ``config``'s model to per-example attention for calls that pass
-    ``example_spans=spans(position_ids)`` (other calls keep PyTorch's SDPA with transformers' mask).
-    Set for the whole run, not per call: gradient checkpointing re-runs the forward in backward,
-    and it must take the same path. False for flash attention and friends, which handle packed
-    rows themselves."""
-    if config._attn_implementation not in ("sdpa", "eager", NAME):
-        return False
-    _register()
-    config._attn_implementation = NAME
-    return True
-
-
-def lean_bf16(model: nn.Module, dtype: torch.dtype = torch.bfloat16) -> int:
-    """Store frozen linear weights in ``dtype`` and hand bf16 on where autocast would cast anyway;
-    returns the number of weights converted. Call only when training under bf16 autocast."""
-    head = model.get_output_embeddings()  # tied to the input embeddings in many models: left alone
-    converted = 0
-    for module in model.modules():
-        if isinstance(module, nn.Linear) and module is not head:
-            w = module.weight
-            if not w.requires_grad and w.dtype in (torch.float32, torch.float16):  # not 4-bit
-                module.weight.data = w.data.to(dtype)
-                converted += 1
-        if hasattr(module, "lora_A"):
-            module.cast_input_dtype_enabled = False
-            if _is_plain_lora_linear(module):
-                module.forward = types.MethodType(_lora_forward, module)
-    # The loader maps the weights file into memory; the fp32 linear weights it held are unused
-    # now, but the mapping (and every page of it read) stays while any tensor still points into
-    # it. Copying the few frozen tensors left (embeddings, norms) lets it go.
-    for p in model.parameters():
-        if not p.requires_grad and p.dtype == torch.float32:
-            p.data = p.data.clone()
-    config = getattr(model, "config", None)
-    if getattr(config, "model_type", None) in _LLAMA_LIKE:
-        for name, module in model.named_modules():
-            if name.endswith(("input_layernorm", "post_attention_layernorm")):
-                module.register_forward_hook(_to_autocast_dtype)
-    return converted
-
-
-def _is_plain_lora_linear(module) -> bool:
-    from peft.tuners.lora.layer import Linear
-
-    return type(module) is Linear and not getattr(module, "lora_variant", None)
-
-
-def _lora_forward(self, x, *args, **kwargs):
-    """PEFT's LoRA forward, base(x) + B(A(dropout(x))) * scaling, with the scaling applied to the
-    r-wide A(x) instead of the d_out-wide B(A(x)) (the same product) and the sum done by the
-    matmul itself (addmm): two full-width elementwise passes fewer, forward and backward."""
-    active = [a for a in self.active_adapters if a in self.lora_A]
-    if args or kwargs or self.disable_adapters or self.merged or len(active) != 1 or active[0] in self.lora_variant:
-        return type(self).forward(self, x, *args, **kwargs)
-    name = active[0]
-    result = self.base_layer(x)
-    u = F.linear(self.lora_dropout[name](x), self.lora_A[name].weight) * self.scaling[name]
-    out = torch.addmm(result.reshape(-1, result.shape[-1]), u.reshape(-1, u.shape[-1]), self.lora_B[name].weight.t())
-    return out.view(result.shape)
-
-
-def _to_autocast_dtype(module, args, output):
-    device = output.device.type
-    if torch.is_autocast_enabled(device):
-        return output.to(torch.get_autocast_dtype(device))
-    return output
