@@ -57,15 +57,15 @@ def main() -> int:
     home = Path(args.keep or tempfile.mkdtemp(prefix="ojt-hr-"))
     os.environ["ONTHEJOB_HOME"] = str(home)
 
-    from onthejob.rag.answer import DEFAULT_THRESHOLD
+    from onthejob.data.readers import jsonl_records
+    from onthejob.rag.config import DEFAULT_THRESHOLD
     from onthejob.rag.evaluate import evaluate
     from onthejob.rag.index import index
-    from onthejob.rag.store import open_store
+    from onthejob.rag.stores import open_store
 
     questions = home / "hr_questions.jsonl"
     n = to_jsonl(data / "CSV_files" / "multi_choice_HR_Policy.csv", questions)
-    store = open_store()
-    try:
+    with open_store() as store:
         report = index([data / "used_documents" / "HR_Policy.pdf"], "hr", store=store, target_tokens=args.chunk_tokens,
                        overlap=args.overlap, progress=sys.stderr.isatty())
         print(report.summary())
@@ -76,9 +76,7 @@ def main() -> int:
         for metric in ("hit@5", "mrr"):
             single = max(s["dense"][metric], s["sparse"][metric])
             print(f"hybrid / best single, {metric}: {s['hybrid'][metric]:.3f} / {single:.3f} = {s['hybrid'][metric] / single:.2f}x")
-        import json
-
-        asked = [json.loads(line)["question"] for line in questions.read_text().splitlines()]
+        asked = [record["question"] for _, record in jsonl_records(questions.read_text(encoding="utf-8"), str(questions))]
         on, off = best_dense("hr", asked, store), best_dense("hr", OFF_TOPIC, store)
         print(f"\nbest dense cosine, handbook questions: min {min(on):.2f}  p10 {statistics.quantiles(on, n=10)[0]:.2f}  median {statistics.median(on):.2f}")
         print(f"best dense cosine, off-topic questions: max {max(off):.2f}  median {statistics.median(off):.2f}")
@@ -86,8 +84,6 @@ def main() -> int:
         print(f"handbook questions under the not-covered threshold {DEFAULT_THRESHOLD}: {len(below)} of {len(on)}")
         for score, q in below:
             print(f"  {score:.2f}  {q}")
-    finally:
-        store.close()
     return 0
 
 

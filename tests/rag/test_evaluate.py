@@ -11,7 +11,7 @@ from onthejob.errors import DataError
 from onthejob.rag.evaluate import (evaluate, hit_at_k, ndcg_at_k, overlaps, percentile, read_questions,
                                    reciprocal_rank, shingles, write_report)
 from onthejob.rag.index import index
-from tests.rag.test_index import FakeEmbedder
+from tests.rag.helpers import FakeEmbedder
 
 # Retrieved in rank order: not relevant, grade 1, not relevant, grade 2. The collection holds three
 # relevant chunks, of grades 2, 1 and 1.
@@ -70,6 +70,19 @@ def test_questions_file_forms(tmp_path):
     assert qs[3].relevant[0]["text"] == "Eighteen days."
     f.write_text(json.dumps({"question": "x", "relevant": [{"text": "t", "grade": 5}]}) + "\n")
     with pytest.raises(DataError, match=r"q\.jsonl:1: grade 5"):
+        read_questions(f, [])
+
+
+def test_questions_may_hold_a_line_separator(tmp_path):
+    # U+2028 is legal inside a JSON string; str.splitlines() would cut the record in two there.
+    f = tmp_path / "q.jsonl"
+    lines = [{"question": "How many\u2028days?", "relevant": ["Staff get\u2028eighteen days."]}, {"question": "b?", "reference": "x"}]
+    f.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in lines) + "\n", encoding="utf-8")
+    qs = read_questions(f, [])
+    assert [(q.question, q.where) for q in qs] == [("How many\u2028days?", f"{f}:1"), ("b?", f"{f}:2")]
+    assert qs[0].relevant[0]["text"] == "Staff get\u2028eighteen days."
+    f.write_text('{"question": "a?", "reference": "x"}\n{oops\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"q\.jsonl:2: not valid JSON"):
         read_questions(f, [])
 
 

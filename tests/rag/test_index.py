@@ -15,40 +15,10 @@ import pytest
 
 from onthejob.errors import RagError
 from onthejob.rag.index import index
-from onthejob.rag.store import open_store
+from onthejob.rag.stores import open_store
+from tests.rag.helpers import FakeEmbedder
 
 REPO = Path(__file__).resolve().parents[2]
-
-FAKE_EMBEDDER = '''
-import hashlib, re
-import numpy as np
-
-class FakeEmbedder:
-    """Hashed bag of words: texts sharing words get close vectors; no model to load."""
-
-    name, dim = "fake-embed", 64
-
-    def __init__(self, delay=0.0, marker=None):
-        self.calls, self.texts, self.delay, self.marker = 0, 0, delay, marker
-
-    def count_tokens(self, text):
-        return len(text.split())
-
-    def encode(self, texts, progress=None):
-        self.calls += 1
-        self.texts += len(texts)
-        if self.marker:
-            open(self.marker, "w").close()
-        if self.delay:
-            import time; time.sleep(self.delay)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"[a-z0-9]+", text.lower()):
-                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1
-        out[:, 0] += 1e-3  # no zero rows
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-'''
-exec(FAKE_EMBEDDER)  # defines FakeEmbedder here; the SIGKILL test hands the same source to a subprocess
 
 
 @pytest.fixture
@@ -69,24 +39,20 @@ def docs(tmp_path):
 
 def state(collection: str) -> dict[str, list[tuple[str, str, bytes]]]:
     """doc -> [(chunk id, text, vector bytes)]: everything a reader of the collection sees."""
-    with_store = open_store()
-    try:
-        return {doc: [(c.id, c.text, c.vector.tobytes()) for c in with_store.doc_chunks(collection, doc)]
-                for doc in with_store.documents(collection)}
-    finally:
-        with_store.close()
+    with open_store() as store:
+        return {doc: [(c.id, c.text, c.vector.tobytes()) for c in store.doc_chunks(collection, doc)]
+                for doc in store.documents(collection)}
 
 
 def test_first_run_indexes_everything_and_records_the_model(home, docs):
     report = index([docs], "hr", embedder=FakeEmbedder(), target_tokens=16, overlap=2, progress=False)
     assert len(report.added) == 3 and report.chunks_embedded == 4
-    store = open_store()
-    info = store.info("hr")
+    with open_store() as store:
+        info = store.info("hr")
+        hits = store.search("hr", FakeEmbedder().encode(["sick leave days"])[0], "sick leave days", k=1)
     assert (info.embed_model, info.dim, info.documents, info.chunks) == ("fake-embed", 64, 3, 4)
-    hits = store.search("hr", FakeEmbedder().encode(["sick leave days"])[0], "sick leave days", k=1)
     assert hits[0].chunk.text == "Sick leave is 14 days."
     assert hits[0].chunk.meta == {"page": None, "heading": "Sick", "n": 1}
-    store.close()
 
 
 def test_unchanged_files_cost_nothing(home, docs, monkeypatch):
@@ -147,11 +113,14 @@ def test_sigkill_while_embedding_keeps_the_previous_content_and_a_rerun_complete
     (docs / "sub" / "travel.md").unlink()
     marker = tmp_path / "embedding-started"
     script = tmp_path / "slow_index.py"
-    script.write_text(FAKE_EMBEDDER + textwrap.dedent(f"""
+    script.write_text(textwrap.dedent(f"""
         from onthejob.rag.index import index
+        from tests.rag.helpers import FakeEmbedder
         index([{str(docs)!r}], "hr", embedder=FakeEmbedder(delay=60, marker={str(marker)!r}), progress=False)
     """))
-    env = {**os.environ, "ONTHEJOB_HOME": str(home)}
+    # the script's own folder, not the checkout, heads sys.path: name the checkout for tests.rag
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "ONTHEJOB_HOME": str(home), "PYTHONPATH": path}
     proc = subprocess.Popen([sys.executable, str(script)], env=env, cwd=REPO)
     try:
         deadline = time.monotonic() + 30

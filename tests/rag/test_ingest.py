@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import docx
 import pytest
 
 from onthejob.errors import RagError
@@ -80,7 +81,6 @@ def test_pdf_gives_one_section_per_page_with_its_number(tmp_path):
 
 
 def test_docx_headings_from_styles_and_tables_in_place(tmp_path):
-    docx = pytest.importorskip("docx")
     d = docx.Document()
     d.add_heading("Handbook", level=0)
     d.add_paragraph("Welcome.")
@@ -109,6 +109,15 @@ def test_csv_and_jsonl_rows_are_sections(tmp_path):
     assert [(s.heading, s.text) for s in rows] == [("line 1", "title: Leave\nbody: 18 days"), ("line 3", "title: Pay\nbody: Monthly")]
     with pytest.raises(RagError, match=r"b\.jsonl \(line 1\): no column or key 'text'"):
         read_file(tmp_path / "b.jsonl", text_key="text")
+
+
+def test_jsonl_strings_may_hold_a_line_separator(tmp_path):
+    # U+2028 is legal inside a JSON string; str.splitlines() would cut the record in two there.
+    record = {"title": "Leave\u2028policy", "body": "18 days"}
+    (tmp_path / "c.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert "\u2028" in (tmp_path / "c.jsonl").read_text(encoding="utf-8")
+    [section] = read_file(tmp_path / "c.jsonl")
+    assert (section.heading, section.text) == ("line 1", "title: Leave\u2028policy\nbody: 18 days")
 
 
 def test_folders_are_walked_for_supported_files(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,8 @@ import pytest
 
 from onthejob.errors import RagError
 from onthejob.rag.fuse import ALPHA, fuse
-from onthejob.rag.store import Chunk, open_store, text_hash
+from onthejob.rag.store import Chunk, text_hash
+from onthejob.rag.stores import open_store
 
 DIM = 4
 
@@ -84,14 +86,23 @@ def test_refuses_another_embedding_model_or_dim(store):
 
 
 def test_open_store_default_and_unknown_scheme(tmp_path):
-    default = open_store()
-    try:
+    with open_store() as default:
         default.create("x", embed_model="m", dim=2)
-    finally:
-        default.close()
     assert (tmp_path / "home" / "rag" / "rag.sqlite3").is_file()  # ONTHEJOB_HOME, not the real cache
     with pytest.raises(RagError, match=r"postgresql://.*sqlite://"):
         open_store("mysql://localhost/db")
+
+
+def test_a_store_closes_at_the_end_of_with(tmp_path):
+    url = f"sqlite:///{tmp_path / 'rag.sqlite3'}"
+    with open_store(url) as store:
+        store.create("hr", embed_model="m", dim=2)
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        store.list()
+    with pytest.raises(RagError, match="no RAG collection"), open_store(url) as failed:
+        failed.info("nope")
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):  # closed on the way out of an error too
+        failed.list()
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -192,6 +203,18 @@ def test_reciprocal_rank_fusion_on_request():
         fuse(dense, sparse, mode="hybrid", k=2, method="borda")
 
 
+def test_hybrid_search_fuses_by_rrf_when_asked(hr):
+    dense = [(h.chunk.id, h.dense) for h in hr.search("hr", Q, "vacation carry", k=50, mode="dense")]
+    sparse = [(h.chunk.id, h.sparse) for h in hr.search("hr", Q, "vacation carry", k=50, mode="sparse")]
+    want = fuse(dense, sparse, mode="hybrid", k=5, method="rrf")
+    hits = hr.search("hr", Q, "vacation carry", k=5, fusion="rrf")
+    assert ids(hits) == [f.key for f in want]
+    assert [h.score for h in hits] == pytest.approx([f.score for f in want])
+    assert ids(hits) != ids(hr.search("hr", Q, "vacation carry", k=5))  # not the default, relative
+    with pytest.raises(RagError, match="use one of relative, rrf"):
+        hr.search("hr", Q, "x", fusion="borda")
+
+
 def test_k_and_rank_numbering(hr):
     hits = hr.search("hr", Q, "vacation carry", k=3)
     assert [h.rank for h in hits] == [1, 2, 3]
@@ -213,7 +236,8 @@ def test_search_empty_collection(store):
 CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from onthejob.rag.store import Chunk, open_store, text_hash
+    from onthejob.rag.store import Chunk, text_hash
+    from onthejob.rag.stores import open_store
     url, flag = sys.argv[1], sys.argv[2]
     store = open_store(url)
     cls = type(store)
@@ -255,8 +279,7 @@ def test_killed_replace_leaves_collection_as_before(hr, store_url, tmp_path):
         child.send_signal(signal.SIGKILL)
         child.wait()
 
-    fresh = open_store(store_url)  # a new process's view, as well as the old connection's
-    try:
+    with open_store(store_url) as fresh:  # a new process's view, as well as the old connection's
         for s in (hr, fresh):
             after = (s.documents("hr"), ids(s.search("hr", Q, "vacation carry", k=5)),
                      [c.text for c in s.doc_chunks("hr", "hr.md")])
@@ -267,8 +290,6 @@ def test_killed_replace_leaves_collection_as_before(hr, store_url, tmp_path):
                       delete=["it.md"])
         assert fresh.documents("hr") == {"hr.md": "hash-hr-2"}
         assert ids(hr.search("hr", Q, "replaced", k=5)) == ["hr.md#0"]  # the old connection sees it too
-    finally:
-        fresh.close()
 
 
 # -- the parts behind the stores ------------------------------------------------------------------
@@ -286,7 +307,7 @@ def test_keyword_budget_drops_the_most_common_words_first():
 
 
 def test_rerank_hook_reorders_and_renumbers(hr):
-    from onthejob.rag.fuse import rerank
+    from onthejob.rag.rerank import rerank
 
     class ByLength:
         def score(self, query: str, texts: list[str]) -> list[float]:

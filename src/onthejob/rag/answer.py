@@ -8,36 +8,34 @@ When even the best passage is far from the question (its dense cosine similarity
 ``threshold``), the model is not asked at all and the answer is ``NOT_COVERED``: a model given
 unrelated passages tends to answer from memory anyway, which is what RAG is meant to prevent.
 
-The default threshold, 0.30, is for all-MiniLM-L6-v2 and was read off real scores on the HR
-handbook (benchmarks/rag_hr_eval.py, 256-token chunks): of its 86 questions the lowest best-chunk
-cosine is 0.27 (a question about "the given text"), the 10th percentile 0.44, the median 0.61;
-off-topic questions ("What is the capital of France?", "How do I bake sourdough bread?") reach
-0.23 at most, 0.13 typically. 0.30 sits in that gap, nearer the off-topic side, because a refused
-answerable question costs more than a covered-looking off-topic one (the prompt still tells the
-model to say when the passages lack the answer). Other embedding models score on other scales:
-set the threshold for each.
+The default threshold (``RetrievalConfig.threshold``), 0.30, is for all-MiniLM-L6-v2 and was read
+off real scores on the HR handbook (benchmarks/rag_hr_eval.py, 256-token chunks): of its 86
+questions the lowest best-chunk cosine is 0.27 (a question about "the given text"), the 10th
+percentile 0.44, the median 0.61; off-topic questions ("What is the capital of France?", "How do
+I bake sourdough bread?") reach 0.23 at most, 0.13 typically. 0.30 sits in that gap, nearer the
+off-topic side, because a refused answerable question costs more than a covered-looking off-topic
+one (the prompt still tells the model to say when the passages lack the answer). Other embedding
+models score on other scales: set the threshold for each.
 """
 
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from onthejob.errors import RagError
+from onthejob.errors import ConfigError, RagError
+from onthejob.rag.config import DEFAULT_TEMPLATE, DEFAULT_THRESHOLD, RetrievalConfig, missing_placeholders
 from onthejob.rag.embed import Embedder, cached_embedder
-from onthejob.rag.store import Hit, Store, open_store
+from onthejob.rag.rerank import Reranker, cached_reranker, rerank
+from onthejob.rag.store import Hit, Store
+from onthejob.rag.stores import open_store
 
 NOT_COVERED = "The documents I have do not cover this."
-DEFAULT_THRESHOLD = 0.30
-DEFAULT_TEMPLATE = (
-    "Answer the question using only the numbered passages below. After each statement, cite the "
-    "passage it comes from as [1], [2], ... If the passages do not contain the answer, say so.\n\n"
-    "{context}\n\nQuestion: {question}"
-)
 _CITE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
@@ -57,20 +55,21 @@ def retrieve(
     embedder: Embedder | None = None,
     mode: str = "hybrid",
     candidates: int = 50,
+    fusion: str = "relative",
+    reranker: Reranker | None = None,
 ) -> list[Hit]:
-    """The ``k`` best chunks for ``question``; every hit carries its dense cosine (see ``_with_dense``)."""
-    own = store is None
-    store = store or open_store()
-    try:
+    """The ``k`` best chunks for ``question``; every hit carries its dense cosine (see ``_with_dense``).
+
+    With a ``reranker``, the ``candidates`` best fused chunks are reordered by it before ``k`` are kept."""
+    with (nullcontext(store) if store is not None else open_store()) as store:
         info = store.info(collection)
         embedder = embedder or cached_embedder(info.embed_model)
         check_model(collection, info.embed_model, embedder)
         vector = embedder.encode([question])[0]
-        hits = store.search(collection, vector, question, k=k, mode=mode, candidates=candidates)
-        return _with_dense(hits, vector)
-    finally:
-        if own:
-            store.close()
+        kept = max(k, candidates) if reranker is not None else k
+        hits = _with_dense(store.search(collection, vector, question, k=kept, mode=mode, candidates=candidates,
+                                        fusion=fusion), vector)
+    return rerank(reranker, question, hits, k) if reranker is not None else hits
 
 
 def check_model(collection: str, recorded: str, embedder: Embedder) -> None:
@@ -138,26 +137,63 @@ def answer(
 
 
 class Retriever:
-    """Wraps conversations with passages from one collection: ``ojt chat/generate --rag NAME``.
+    """Finds passages in one collection and wraps conversations with them: ``ojt chat/generate
+    --rag NAME``, ``ojt rag query``. Open it with ``with Retriever(config) as retriever:`` (or call
+    ``close()``); ``embedder`` replaces the collection's model (tests pass a fake one).
 
     ``prepare(messages)`` gives ``(wrapped, sources)``; ``wrapped`` is None when the documents do not
     cover the question, and the caller answers ``NOT_COVERED`` without calling the engine."""
 
-    def __init__(self, collection: str, *, k: int = 5, store_url: str | None = None, mode: str = "hybrid",
-                 threshold: float = DEFAULT_THRESHOLD, template: str = DEFAULT_TEMPLATE):
-        check_template(template)
-        self.collection, self.k, self.mode, self.threshold, self.template = collection, k, mode, threshold, template
-        self.store = open_store(store_url)
-        info = self.store.info(collection)  # fails now, not at the first question, when it does not exist
-        self.embedder = cached_embedder(info.embed_model)
+    def __init__(self, config: RetrievalConfig, *, embedder: Embedder | None = None):
+        if config.collection is None:
+            raise ConfigError("no RAG collection to retrieve from", fix="name one: --rag NAME, or collection: in the config")
+        self.config = config
+        with ExitStack() as undo:
+            self.store = open_store(config.store)
+            undo.callback(self.store.close)  # only if what follows fails
+            # Fail now, not at the first question, when the collection, the model or the reranker is wrong.
+            info = self.store.info(config.collection)
+            self.embedder = embedder or cached_embedder(config.embed_model or info.embed_model)
+            check_model(config.collection, info.embed_model, self.embedder)
+            self.reranker = cached_reranker(config.reranker) if config.reranker else None
+            undo.pop_all()
+
+    @property
+    def collection(self) -> str:
+        return self.config.collection
+
+    def search(self, question: str) -> list[Hit]:
+        c = self.config
+        return retrieve(c.collection, question, c.k, store=self.store, embedder=self.embedder, mode=c.mode,
+                        candidates=c.candidates, fusion=c.fusion, reranker=self.reranker)
 
     def prepare(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
-        question = _content(messages[_last_user(messages)])
-        hits = retrieve(self.collection, question, self.k, store=self.store, embedder=self.embedder, mode=self.mode)
-        return rag_messages(messages, hits, self.template, self.threshold)
+        hits = self.search(_content(messages[_last_user(messages)]))
+        return rag_messages(messages, hits, self.config.template, self.config.threshold)
 
     def close(self) -> None:
         self.store.close()
+
+    def __enter__(self) -> Retriever:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def retriever_from(config: RetrievalConfig | None) -> Retriever | None:
+    """A ``Retriever`` for ``config`` (a stage's ``rag`` section), or None when it names no
+    collection. The caller closes it, or uses ``opened_retriever``."""
+    if config is None or config.collection is None:
+        return None
+    return Retriever(config)
+
+
+def opened_retriever(config: RetrievalConfig | None):
+    """``with opened_retriever(config.rag) as rag:``: a ``Retriever`` closed at the end of the
+    block, or None when ``config`` names no collection."""
+    retriever = retriever_from(config)
+    return retriever if retriever is not None else nullcontext()
 
 
 def cited(text: str, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -188,7 +224,7 @@ def source_label(doc: str, meta: dict) -> str:
 
 
 def check_template(template: str) -> None:
-    missing = [p for p in ("{context}", "{question}") if p not in template]
+    missing = missing_placeholders(template)
     if missing:
         raise RagError(f"the RAG prompt template lacks {' and '.join(missing)}", fix="write both {context} and {question} in it")
 

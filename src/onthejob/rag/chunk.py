@@ -25,6 +25,7 @@ from onthejob.rag.store import Chunk, text_hash
 
 DEFAULT_TARGET = 256
 DEFAULT_OVERLAP = 32
+MIN_TARGET = 8  # below this a chunk holds a few words: nothing to retrieve by
 
 _PARAGRAPHS = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 # a sentence ends at . ! ? (optionally closed by a quote or bracket) followed by space
@@ -47,8 +48,8 @@ def chunk_sections(
     overlap: int = DEFAULT_OVERLAP,
 ) -> list[Chunk]:
     """Chunks of one document, numbered from 0 in reading order; ids are ``f"{doc}#{n}"``."""
-    if target < 8:
-        raise ConfigError(f"chunk target: {target} tokens (use at least 8; 256 is the default)")
+    if target < MIN_TARGET:
+        raise ConfigError(f"chunk target: {target} tokens (use at least {MIN_TARGET}; {DEFAULT_TARGET} is the default)")
     if not 0 <= overlap < target // 2:
         raise ConfigError(f"chunk overlap: {overlap} tokens (use 0 up to less than half the target, {target // 2})")
     chunks: list[Chunk] = []

@@ -1,54 +1,67 @@
-"""The ``ojt rag`` commands, and the ``--rag`` option of ``ojt chat`` and ``ojt generate``.
+"""The ``ojt rag`` commands, and the ``--rag`` options of the commands that answer questions.
 
     ojt rag index docs/ --collection hr
-    ojt rag query hr "How many days of annual leave?" -k 5
+    ojt rag index --config index.yaml docs/             # an IndexConfig; flags and PATHs override its keys
+    ojt rag query hr "How many days of annual leave?" -k 5 --fusion rrf
+    ojt rag query --config retrieval.yaml "How many days of annual leave?"   # a RetrievalConfig
     ojt rag eval hr --data questions.jsonl --out-md eval.md
     ojt rag list | ojt rag show hr | ojt rag delete hr
 
-Each command parses its arguments and calls one function of ``onthejob.rag``.
+Each command parses its arguments, loads its config and calls one function of ``onthejob.rag``.
+Other stages take a ``RetrievalConfig`` as their ``rag`` section, with the flags
+``onthejob.rag.config.RAG_FLAGS`` names (``--rag NAME``, ``--rag-k K``, ``--rag-mode``, ... or
+``--rag.k``), and open it with ``onthejob.rag.answer.opened_retriever``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from datetime import datetime
 
-MODE_CHOICES = ["hybrid", "dense", "sparse"]
+from pydantic import Field
 
+from onthejob.config import Section, add_config_file, add_options, config_file, load, overrides
+from onthejob.console import human_bytes, say
+from onthejob.errors import ConfigError
+from onthejob.rag.config import METAVARS, IndexConfig, RetrievalConfig
+from onthejob.rag.store import MODES
 
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+# Today's spellings first, so that usage lines show them (add_options adds --key and --key_name too).
+ALIASES = {"k": "-k", "embed_model": "--embed-model", "chunk_tokens": "--chunk-tokens", "text_key": "--text-key"}
 
 
 def cmd_index(args: argparse.Namespace) -> int:
     from onthejob.rag.embed import Embedder
     from onthejob.rag.index import index
-    from onthejob.rag.store import open_store
+    from onthejob.rag.stores import open_store
 
-    store = open_store(args.store)
-    try:
-        embedder = Embedder(args.embed_model) if args.embed_model else None
-        report = index(args.paths, args.collection, store=store, embedder=embedder, target_tokens=args.chunk_tokens,
-                       overlap=args.overlap, text_key=args.text_key, progress=sys.stderr.isatty())
-    finally:
-        store.close()
-    _say(report.summary())
+    given = overrides(args)
+    if args.paths:
+        given["paths"] = args.paths
+    config = load(IndexConfig, config_file(args), given)
+    with open_store(config.store) as store:
+        embedder = Embedder(config.embed_model) if config.embed_model else None
+        report = index(config.paths, config.collection, store=store, embedder=embedder,
+                       target_tokens=config.chunk_tokens, overlap=config.overlap, text_key=config.text_key,
+                       progress=sys.stderr.isatty())
+    say(report.summary())
     return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from onthejob.rag.answer import retrieve, source_label
-    from onthejob.rag.embed import Embedder
-    from onthejob.rag.store import open_store
+    from onthejob.rag.answer import Retriever, source_label
 
-    store = open_store(args.store)
-    try:
-        embedder = Embedder(args.embed_model) if args.embed_model else None
-        hits = retrieve(args.name, args.question, args.k, store=store, embedder=embedder, mode=args.mode)
-    finally:
-        store.close()
+    given = overrides(args)
+    if args.name:
+        given["collection"] = args.name
+    config = load(RetrievalConfig, config_file(args), given)
+    if config.collection is None:
+        raise ConfigError("no collection to query", fix='write ojt rag query NAME "QUESTION", or collection: in the --config file')
+    with Retriever(config) as retriever:
+        hits = retriever.search(args.question)
     if args.json:
         rows = [{"rank": h.rank, "score": h.score, "dense": h.dense, "sparse": h.sparse, "id": h.chunk.id,
                  "doc": h.chunk.doc, "page": h.chunk.meta.get("page"), "heading": h.chunk.meta.get("heading"),
@@ -62,69 +75,57 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"#{h.rank}  {scores}  {source_label(h.chunk.doc, h.chunk.meta)}  ({h.chunk.id})")
         print("    " + h.chunk.text[: args.chars].replace("\n", "\n    ") + ("…" if len(h.chunk.text) > args.chars else ""))
     if not hits:
-        _say(f"no chunks in {args.name!r} match")
+        say(f"no chunks in {config.collection!r} match")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from onthejob.rag.evaluate import evaluate, write_report
-    from onthejob.rag.store import open_store
+    from onthejob.rag.stores import open_store
 
-    store = open_store(args.store)
-    try:
+    with open_store(args.store) as store:
         report = evaluate(args.name, args.data, store=store, modes=args.modes, candidates=args.candidates)
-    finally:
-        store.close()
     write_report(report, args.out_json, args.out_md)
     print(report.markdown())
     return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from onthejob.rag.store import open_store
+    from onthejob.rag.stores import open_store
 
-    store = open_store(args.store)
-    try:
+    with open_store(args.store) as store:
         infos = store.list()
-    finally:
-        store.close()
     if args.json:
         print(json.dumps([_info_json(i) for i in infos], indent=2))
     elif not infos:
-        _say("no collections yet (make one: ojt rag index PATH --collection NAME)")
+        say("no collections yet (make one: ojt rag index PATH --collection NAME)")
     for i in infos if not args.json else []:
-        print(f"{i.name:<24} {i.documents:>6} docs {i.chunks:>8} chunks  {_size(i.size_bytes):>9}  {i.embed_model}")
+        print(f"{i.name:<24} {i.documents:>6} docs {i.chunks:>8} chunks  {human_bytes(i.size_bytes):>9}  {i.embed_model}")
     return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from onthejob.rag.store import open_store
+    from onthejob.rag.stores import open_store
 
-    store = open_store(args.store)
-    try:
+    with open_store(args.store) as store:
         info = store.info(args.name)
         docs = {doc: len(store.doc_chunks(args.name, doc)) for doc in store.documents(args.name)}
-    finally:
-        store.close()
     if args.json:
         print(json.dumps({**_info_json(info), "documents": docs}, indent=2))
         return 0
     print(f"collection   {info.name}\nembed model  {info.embed_model} ({info.dim} dims)\ncreated      {_when(info.created)}")
-    print(f"size         {_size(info.size_bytes)}\n{info.documents} documents, {info.chunks} chunks:")
+    print(f"size         {human_bytes(info.size_bytes)}\n{info.documents} documents, {info.chunks} chunks:")
     for doc, n in sorted(docs.items()):
         print(f"  {n:>6}  {doc}")
     return 0
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from onthejob.rag.store import open_store
+    from onthejob.rag.stores import open_store
 
-    store = open_store(args.store)
-    try:
+    with open_store(args.store) as store:
         store.delete(args.name)
-    finally:
-        store.close()
-    _say(f"deleted collection {args.name!r}")
+    say(f"deleted collection {args.name!r}")
     return 0
 
 
@@ -139,16 +140,6 @@ def _when(created) -> str:
     return str(created)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
-
-
 # ---------------------------------------------------------------------------------- parser
 
 
@@ -158,37 +149,31 @@ def _store_option(p: argparse.ArgumentParser) -> None:
 
 def register(sub) -> None:
     """Add ``ojt rag ...`` to the subparsers of ``ojt``."""
-    from onthejob.rag.chunk import DEFAULT_OVERLAP, DEFAULT_TARGET
-    from onthejob.rag.embed import DEFAULT_EMBED_MODEL
-
     rag = sub.add_parser("rag", help="index documents and answer from them (retrieval-augmented generation)")
     cmds = rag.add_subparsers(dest="rag_command", metavar="COMMAND")
 
     p = cmds.add_parser("index", help="index files and folders into a collection (only new and changed files cost time)")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders (.txt .md .html .pdf .docx .csv .jsonl)")
-    p.add_argument("--collection", required=True, metavar="NAME", help="collection to create or update")
-    p.add_argument("--embed-model", metavar="M", help=f"embedding model: a known name or a sentence-transformers folder (default: the collection's, else {DEFAULT_EMBED_MODEL})")
-    p.add_argument("--chunk-tokens", type=int, default=DEFAULT_TARGET, metavar="N", help=f"target chunk size in tokens (default: {DEFAULT_TARGET})")
-    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="N", help=f"tokens repeated between neighbouring chunks (default: {DEFAULT_OVERLAP})")
-    p.add_argument("--text-key", metavar="KEY", help="for .csv/.jsonl: the column holding the text (default: every column as 'key: value')")
-    _store_option(p)
+    p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (.txt .md .html .pdf .docx .csv .jsonl); given, they replace paths: of the config file")
+    add_config_file(p, what="index settings (IndexConfig keys)")
+    add_options(p, IndexConfig, aliases=ALIASES, skip=("paths",), metavars=METAVARS)
     p.set_defaults(func=cmd_index)
 
+    # NAME is optional so that a config file can name the collection; argparse then takes flags
+    # before NAME or after QUESTION, not between the two.
     p = cmds.add_parser("query", help="show the chunks that best match a question, with scores and sources")
-    p.add_argument("name", metavar="NAME", help="collection")
+    p.add_argument("name", nargs="?", metavar="NAME", help="collection; given, it replaces collection: of the config file")
     p.add_argument("question")
-    p.add_argument("-k", type=int, default=5, help="how many chunks (default: 5)")
-    p.add_argument("--mode", choices=MODE_CHOICES, default="hybrid", help="hybrid (default): vectors and BM25 fused; dense: vectors; sparse: BM25")
-    p.add_argument("--embed-model", metavar="M", help="must be the collection's (default: the collection's)")
+    add_config_file(p, what="retrieval settings (RetrievalConfig keys)")
+    # threshold and template shape a prompt, which a query does not build.
+    add_options(p, RetrievalConfig, aliases=ALIASES, skip=("threshold", "template"), metavars=METAVARS)
     p.add_argument("--chars", type=int, default=300, help="characters of each chunk to print (default: 300)")
     p.add_argument("--json", action="store_true", help="machine-readable output, full chunk text")
-    _store_option(p)
     p.set_defaults(func=cmd_query)
 
     p = cmds.add_parser("eval", help="measure retrieval (hit@k, MRR, nDCG@10, latency) on questions with known sources")
     p.add_argument("name", metavar="NAME", help="collection")
     p.add_argument("--data", required=True, metavar="Q.jsonl", help='questions: {"question", "relevant": [...], "reference"?} per line')
-    p.add_argument("--modes", nargs="+", choices=MODE_CHOICES, default=["dense", "sparse", "hybrid"], help="search modes to compare (default: all three)")
+    p.add_argument("--modes", nargs="+", choices=MODES, default=["dense", "sparse", "hybrid"], help="search modes to compare (default: all three)")
     p.add_argument("--candidates", type=int, default=50, help="candidates per retriever before fusion (default: 50)")
     p.add_argument("--out-json", metavar="F", help="write the summary and per-question rankings as JSON")
     p.add_argument("--out-md", metavar="F", help="write the summary table as Markdown")
@@ -210,22 +195,3 @@ def register(sub) -> None:
     p.add_argument("name", metavar="NAME")
     _store_option(p)
     p.set_defaults(func=cmd_delete)
-
-
-# ---------------------------------------------------------------------------------- --rag for chat/generate
-
-
-def add_rag_option(p: argparse.ArgumentParser) -> None:
-    """``--rag NAME`` (+ ``--rag-k``, ``--rag-store``) for commands that answer questions."""
-    p.add_argument("--rag", metavar="NAME", help="answer from this collection's documents, citing them as [1], [2]")
-    p.add_argument("--rag-k", type=int, default=5, metavar="K", help="passages put in the prompt (default: 5)")
-    p.add_argument("--rag-store", metavar="URL", help="store holding the collection (default: the embedded store)")
-
-
-def rag_from_args(args: argparse.Namespace):
-    """A ``Retriever`` for ``--rag NAME``, or None without it (see ``onthejob.rag.answer.Retriever``)."""
-    if not getattr(args, "rag", None):
-        return None
-    from onthejob.rag.answer import Retriever
-
-    return Retriever(args.rag, k=args.rag_k, store_url=args.rag_store)

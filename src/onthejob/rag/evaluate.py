@@ -26,18 +26,21 @@ Latency is per question: query embedding (dense, hybrid) plus the store's search
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onthejob.data.readers import jsonl_records
+from onthejob.data.schema import Problem
 from onthejob.errors import DataError
 from onthejob.rag.embed import Embedder, cached_embedder
-from onthejob.rag.store import Chunk, Store, open_store
+from onthejob.rag.store import Chunk, Store
+from onthejob.rag.stores import open_store
 
 KS = (1, 3, 5, 10)
 MODES = ("dense", "sparse", "hybrid")
@@ -152,14 +155,11 @@ def read_questions(path: str | Path, docs: Sequence[str]) -> list[Question]:
     if not path.is_file():
         raise DataError(f"{path}: no such file", fix="give a JSONL file of {\"question\", \"relevant\"} records")
     out = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for i, record in jsonl_records(path.read_text(encoding="utf-8"), str(path)):
         where = f"{path}:{i}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: not valid JSON ({e.msg})", fix="one JSON object per line") from e
+        if isinstance(record, Problem):
+            raise DataError(f"{where}: not valid JSON ({record.message.removeprefix('invalid JSON: ')})",
+                            fix="one JSON object per line")
         if not isinstance(record, dict) or not isinstance(record.get("question"), str):
             raise DataError(f"{where}: no \"question\" string", fix='write {"question": "...", "relevant": [...]}')
         items = record.get("relevant") or ([record["reference"]] if record.get("reference") else [])
@@ -194,18 +194,14 @@ def evaluate(
     modes: Sequence[str] = MODES,
     candidates: int = 50,
 ) -> EvalReport:
-    """Run every question in every mode; see the module docstring for the metrics."""
-    own = store is None
-    store = store or open_store()
-    try:
+    """Run every question in every mode; see the module docstring for the metrics. Without
+    ``store``, the default one is opened and closed again."""
+    with (nullcontext(store) if store is not None else open_store()) as store:
         info = store.info(collection)
         embedder = embedder or cached_embedder(info.embed_model)
         chunks = [c for doc in store.documents(collection) for c in store.doc_chunks(collection, doc)]
         questions = read_questions(data, sorted({c.doc for c in chunks}))
         return _run(collection, store, embedder, chunks, questions, modes, candidates)
-    finally:
-        if own:
-            store.close()
 
 
 def _run(collection, store, embedder, chunks, questions, modes, candidates) -> EvalReport:

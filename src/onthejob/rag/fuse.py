@@ -10,18 +10,17 @@ live on unrelated scales:
 Measured on the HR handbook (86 questions, benchmarks/rag_hr_eval.py): dense MRR 0.834, BM25
 0.910; RRF hybrid 0.874 (between them), relative fusion at the untuned alpha 0.5: 0.911, and
 hit@5 1.000 for both (dense 0.953, BM25 0.988). Both stores fuse with this one function, so they
-rank the same candidates the same way.
+rank the same candidates the same way. ``ojt rag query --fusion rrf`` (``fusion:`` in a
+``RetrievalConfig``) picks the method; a cross-encoder can reorder the fused hits afterwards
+(onthejob.rag.rerank).
 
-A ``Reranker`` (e.g. a cross-encoder) can reorder the fused hits afterwards: ``rerank(...)``.
+This module imports nothing of onthejob: the stores import it, and onthejob.rag.store its METHODS.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
-
-from onthejob.rag.store import Hit
 
 RRF_K = 60
 ALPHA = 0.5  # weight of the dense list in relative fusion; equal weights, not tuned
@@ -70,23 +69,3 @@ def _min_max(ranking: Sequence[tuple[Hashable, float]]) -> dict[Hashable, float]
     scores = [s for _, s in ranking]
     low, high = min(scores), max(scores)
     return {key: (s - low) / (high - low) if high > low else 1.0 for key, s in ranking}
-
-
-class Reranker(Protocol):
-    def score(self, query: str, texts: list[str]) -> list[float]:
-        """One relevance score per text, higher is better."""
-
-
-def rerank(reranker: Reranker, query: str, hits: list[Hit], k: int | None = None) -> list[Hit]:
-    """Reorder ``hits`` by ``reranker``'s scores (stable for ties), keep ``k``, renumber ranks.
-
-    Each hit's ``score`` becomes the reranker's; ``dense`` and ``sparse`` keep the retrieval scores.
-    Ask the store for more hits than you keep (say ``k * 4``) so the reranker has room to promote.
-    """
-    scores = reranker.score(query, [h.chunk.text for h in hits])
-    order = sorted(range(len(hits)), key=lambda i: -scores[i])[: k or len(hits)]
-    out = []
-    for rank, i in enumerate(order, start=1):
-        h = hits[i]
-        out.append(Hit(chunk=h.chunk, score=float(scores[i]), dense=h.dense, sparse=h.sparse, rank=rank))
-    return out

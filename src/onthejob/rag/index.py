@@ -15,19 +15,21 @@ another model is refused (its vectors would not be comparable).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from onthejob.errors import RagError
+from onthejob.fsutil import file_hash
 from onthejob.rag.chunk import DEFAULT_OVERLAP, DEFAULT_TARGET, chunk_sections
 from onthejob.rag.embed import Embedder
 from onthejob.rag.ingest import find_files, read_file
-from onthejob.rag.store import Chunk, Store, open_store
+from onthejob.rag.store import Chunk, Store
+from onthejob.rag.stores import open_store
 
 
 @dataclass
@@ -67,14 +69,10 @@ def index(
     text_key: str | None = None,
     progress: bool = True,
 ) -> IndexReport:
-    """Bring ``collection`` up to date with the files under ``paths``; see the module docstring."""
-    own_store = store is None
-    store = store or open_store()
-    try:
+    """Bring ``collection`` up to date with the files under ``paths``; see the module docstring.
+    Without ``store``, the default one is opened and closed again."""
+    with (nullcontext(store) if store is not None else open_store()) as store:
         return _index(paths, collection, store, embedder, target_tokens, overlap, text_key, progress)
-    finally:
-        if own_store:
-            store.close()
 
 
 def _index(paths, collection, store, embedder, target, overlap, text_key, progress) -> IndexReport:
@@ -120,14 +118,6 @@ def _index(paths, collection, store, embedder, target, overlap, text_key, progre
         store.replace(collection, todo, report.deleted)
     report.seconds = time.perf_counter() - start
     return report
-
-
-def file_hash(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _existing(store: Store, collection: str):

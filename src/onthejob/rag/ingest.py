@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from onthejob.data.readers import jsonl_records
+from onthejob.data.schema import Problem
 from onthejob.errors import RagError
 
 HEADING_SEP = " > "
@@ -187,13 +189,10 @@ def read_csv(path: Path, *, text_key: str | None = None, **_) -> list[Section]:
 @reader(".jsonl")
 def read_jsonl(path: Path, *, text_key: str | None = None, **_) -> list[Section]:
     sections = []
-    for i, line in enumerate(_read_text(path).splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RagError(f"{path}:{i}: not valid JSON ({e.msg})", fix="one JSON object per line") from e
+    for i, record in jsonl_records(_read_text(path), str(path)):
+        if isinstance(record, Problem):
+            raise RagError(f"{path}:{i}: not valid JSON ({record.message.removeprefix('invalid JSON: ')})",
+                           fix="one JSON object per line")
         if not isinstance(record, dict):
             raise RagError(f"{path}:{i}: a JSON {type(record).__name__}, not an object", fix="one JSON object per line")
         sections.append(_row_section(record, text_key, f"line {i}", path))

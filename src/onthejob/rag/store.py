@@ -4,7 +4,13 @@ A collection holds the chunks of a set of documents, each chunk with its text, m
 embedding vector, plus the file hash of every document as it was indexed. Two backends register
 here exactly as a third party would (``@register_store``): ``sqlite`` (the embedded default, one
 file under ``paths.home()/rag``) and ``postgres`` (PostgreSQL with pgvector, for shared or large
-collections). ``open_store(url)`` picks one by the URL's scheme.
+collections). ``onthejob.rag.stores.open_store(url)`` picks one by the URL's scheme:
+
+    with open_store(url) as store:
+        store.search("hr", vector, "annual leave", k=5)
+
+This module imports no backend (they import it), so a backend, the fusion and the callers never
+form an import circle.
 """
 
 from __future__ import annotations
@@ -13,14 +19,12 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
 import numpy as np
 
-from onthejob import paths
 from onthejob.errors import RagError
+from onthejob.rag.fuse import METHODS
 
 MODES = ("hybrid", "dense", "sparse")
 
@@ -56,6 +60,8 @@ class CollectionInfo:
 
 
 class Store(Protocol):
+    """A backend; subclass it for ``with store: ...`` (which closes the store at the end)."""
+
     def create(self, name: str, *, embed_model: str, dim: int) -> None:
         """Make an empty collection; a no-op when it exists with the same model and dim."""
 
@@ -73,10 +79,16 @@ class Store(Protocol):
         chunks, and drop every doc in ``delete``. A crash at any point leaves the collection as before."""
 
     def search(self, name: str, vector: np.ndarray, text: str, *, k: int = 5, mode: str = "hybrid",
-               candidates: int = 50) -> list[Hit]:
+               candidates: int = 50, fusion: str = "relative") -> list[Hit]:
         """The ``k`` best chunks for a query given both as a vector and as text."""
 
     def close(self) -> None: ...
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 STORES: dict[str, type] = {}  # backend name -> class taking (url)
@@ -94,24 +106,6 @@ def register_store(name: str, *, schemes: tuple[str, ...] = ()) -> Callable[[typ
         return cls
 
     return decorate
-
-
-def default_url() -> str:
-    return f"sqlite:///{Path(paths.home()) / 'rag' / 'rag.sqlite3'}"
-
-
-def open_store(url: str | None = None) -> Store:
-    """Open the store at ``url``: None for the default embedded one, ``sqlite:///path/file.sqlite3``
-    (an absolute path keeps its leading slash: ``sqlite:////abs/file.sqlite3``; ``sqlite:///~/x``
-    works too) or a libpq URL ``postgresql://user@host/db`` (``?host=/socket/dir`` for a socket)."""
-    import onthejob.rag.stores  # noqa: F401  (registers the built-in backends)
-
-    url = url or default_url()
-    scheme = urlsplit(url).scheme if "://" in url else ""
-    if scheme not in SCHEMES:
-        known = ", ".join(f"{s}://" for s in sorted(SCHEMES))
-        raise RagError(f"unknown store URL {url!r}", fix=f"use one of {known}, or leave it out for the default")
-    return STORES[SCHEMES[scheme]](url)
 
 
 # -- helpers shared by the backends -------------------------------------------------------------
@@ -163,9 +157,11 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def check_mode(mode: str, k: int, candidates: int) -> None:
+def check_mode(mode: str, k: int, candidates: int, fusion: str = "relative") -> None:
     if mode not in MODES:
         raise RagError(f"unknown search mode {mode!r}", fix=f"use one of {', '.join(MODES)}")
+    if fusion not in METHODS:
+        raise RagError(f"unknown fusion method {fusion!r}", fix=f"use one of {', '.join(METHODS)}")
     if k < 1 or candidates < 1:
         raise RagError(f"k and candidates must be at least 1 (got k={k}, candidates={candidates})")
 

@@ -1,7 +1,8 @@
 """The PostgreSQL store: pgvector for vectors, a generated ``tsvector`` for words.
 
-    from onthejob.rag.store import open_store
-    store = open_store("postgresql://user@host/db")          # or ...?host=/socket/dir
+    from onthejob.rag.stores import open_store
+    with open_store("postgresql://user@host/db") as store:          # or ...?host=/socket/dir
+        ...
 
 Needs the ``vector`` extension (pgvector) on the server and ``psycopg`` (v3) here. Tables:
 ``rag_collections``, ``rag_documents`` and one ``rag_chunks_<id>`` per collection, whose
@@ -23,8 +24,8 @@ import numpy as np
 
 from onthejob.errors import RagError
 from onthejob.rag.fuse import fuse
-from onthejob.rag.store import (POSTING_BUDGET, Chunk, CollectionInfo, Hit, check_chunks, check_mode, missing,
-                                model_clash, query_words, register_store, within_budget)
+from onthejob.rag.store import (POSTING_BUDGET, Chunk, CollectionInfo, Hit, Store, check_chunks, check_mode,
+                                missing, model_clash, query_words, register_store, within_budget)
 
 SCHEMA = """
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -65,7 +66,7 @@ def from_pg(text: str) -> np.ndarray:
 
 
 @register_store("postgres", schemes=("postgresql",))
-class PostgresStore:
+class PostgresStore(Store):
     def __init__(self, url: str):
         try:
             import psycopg
@@ -168,15 +169,15 @@ class PostgresStore:
     # -- searching -----------------------------------------------------------------------------
 
     def search(self, name: str, vector: np.ndarray, text: str, *, k: int = 5, mode: str = "hybrid",
-               candidates: int = 50) -> list[Hit]:
-        check_mode(mode, k, candidates)
+               candidates: int = 50, fusion: str = "relative") -> list[Hit]:
+        check_mode(mode, k, candidates, fusion)
         n = max(k, candidates)
         with self.db.transaction():
             self.db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cid, dim, version = self._collection(name)
             dense = self._dense_top(cid, dim, vector, n) if mode != "sparse" else []
             sparse = self._sparse_top(cid, version, text, n) if mode != "dense" else []
-            fused = fuse(dense, sparse, mode=mode, k=k)
+            fused = fuse(dense, sparse, mode=mode, k=k, method=fusion)
             chunks = self._chunks(cid, [f.key for f in fused])
         return [Hit(chunk=chunks[f.key], score=float(f.score), dense=f.dense, sparse=f.sparse, rank=rank)
                 for rank, f in enumerate(fused, start=1)]

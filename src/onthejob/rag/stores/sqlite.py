@@ -1,7 +1,8 @@
 """The embedded default store: one SQLite file in WAL mode, FTS5 for words, a float16 matrix for vectors.
 
-    from onthejob.rag.store import open_store
-    store = open_store("sqlite:////abs/path/rag.sqlite3")   # or open_store() for paths.home()/rag
+    from onthejob.rag.stores import open_store
+    with open_store("sqlite:////abs/path/rag.sqlite3") as store:   # or open_store() for paths.home()/rag
+        ...
 
 Layout: ``collections`` (with a ``version`` bumped by every write), ``documents`` (doc -> file
 hash), ``chunks`` (text, JSON metadata, the vector as a float32 BLOB) and, per collection, an
@@ -42,8 +43,8 @@ import numpy as np
 
 from onthejob.errors import RagError
 from onthejob.rag.fuse import fuse
-from onthejob.rag.store import (POSTING_BUDGET, Chunk, CollectionInfo, Hit, check_chunks, check_mode, missing,
-                                model_clash, query_words, register_store, within_budget)
+from onthejob.rag.store import (POSTING_BUDGET, Chunk, CollectionInfo, Hit, Store, check_chunks, check_mode,
+                                missing, model_clash, query_words, register_store, within_budget)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections (
@@ -68,7 +69,7 @@ def path_from_url(url: str) -> Path:
 
 
 @register_store("sqlite")
-class SqliteStore:
+class SqliteStore(Store):
     def __init__(self, url: str):
         self.path = path_from_url(url)
         try:
@@ -163,8 +164,8 @@ class SqliteStore:
     # -- searching -----------------------------------------------------------------------------
 
     def search(self, name: str, vector: np.ndarray, text: str, *, k: int = 5, mode: str = "hybrid",
-               candidates: int = 50) -> list[Hit]:
-        check_mode(mode, k, candidates)
+               candidates: int = 50, fusion: str = "relative") -> list[Hit]:
+        check_mode(mode, k, candidates, fusion)
         n = max(k, candidates)
         job = None
         self.db.execute("BEGIN")  # one snapshot for the matrix, the keywords and the chunks
@@ -177,7 +178,7 @@ class SqliteStore:
             shortlist = self._shortlist(rowids, matrix, vector, n) if mode != "sparse" else []
             sparse = job.result() if job else []
             dense = self._exact(shortlist, vector, n)
-            fused = fuse(dense, sparse, mode=mode, k=k)
+            fused = fuse(dense, sparse, mode=mode, k=k, method=fusion)
             chunks = self._chunks([f.key for f in fused])
         finally:
             if job is not None:
