@@ -8,46 +8,66 @@ import json
 import pytest
 
 from onthejob import cli
+from onthejob.errors import ConfigError
 from onthejob.eval import cli as eval_cli
-from tests.serve.runs import make_run, save_base
+from tests.runs import make_run, save_base
 
 
 def parser() -> argparse.ArgumentParser:
-    """ojt's parser with the eval commands; before cli.py calls register, swap the old ``eval`` out."""
-    p = cli.build_parser()
-    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
-    if "compare" not in sub.choices:
-        sub.choices.pop("eval", None)
-        sub._choices_actions = [a for a in sub._choices_actions if a.dest != "eval"]
-        eval_cli.register(sub)
-    return p
+    return cli.build_parser()
+
+
+def _config(argv: list[str]):
+    """The config an ``ojt eval``/``ojt compare`` command line loads."""
+    from onthejob import config as cfg
+    from onthejob.eval.config import CompareConfig, EvalConfig
+
+    args = parser().parse_args(argv)
+    model = EvalConfig if args.func is eval_cli.cmd_eval else CompareConfig
+    return args, cfg.load(model, cfg.config_file(args), eval_cli._given(args))
 
 
 def test_eval_arguments():
-    args = parser().parse_args(["eval", "runs/x", "--data", "e.jsonl", "--vs-base", "--general", "a.json", "--exclude-leaks",
-                                "--out", "d", "--max-new-tokens", "5", "--rag", "hr", "--judge-url", "http://j/v1",
-                                "--judge-model", "m"])
+    args, config = _config(["eval", "runs/x", "--data", "e.jsonl", "--vs-base", "--general", "a.json", "--exclude-leaks",
+                            "--out", "d", "--max-new-tokens", "5", "--rag", "hr", "--judge-url", "http://j/v1",
+                            "--judge-model", "m"])
     assert args.func is eval_cli.cmd_eval
-    assert (args.model, args.data, args.vs_base, args.general, args.exclude_leaks, args.out, args.max_new_tokens) == (
-        "runs/x", "e.jsonl", True, "a.json", True, "d", 5)
-    assert (args.rag, args.rag_k, args.judge_url, args.judge_model) == ("hr", 5, "http://j/v1", "m")
+    assert (config.model, config.data, config.vs_base, config.general, config.exclude_leaks, config.out) == (
+        "runs/x", "e.jsonl", True, "a.json", True, "d")
+    assert config.sampling.max_new_tokens == 5 and config.sampling.seed == 0
+    assert (config.rag.collection, config.rag.k, config.judge.url, config.judge.model) == ("hr", 5, "http://j/v1", "m")
 
 
-def test_compare_arguments():
-    args = parser().parse_args(["compare", "--data", "e.jsonl", "--arms", "prompt,ft", "--run", "r", "--system", "S"])
+def test_compare_arguments_and_config_file(tmp_path):
+    args, config = _config(["compare", "--data", "e.jsonl", "--arms", "prompt,ft", "--run", "r", "--system", "S"])
     assert args.func is eval_cli.cmd_compare
-    assert (args.arms, args.run, args.rag, args.system, args.out) == ("prompt,ft", "r", None, "S", None)
-    assert parser().parse_args(["compare", "--data", "e.jsonl"]).arms == "prompt,rag,ft,ft+rag"
+    assert (config.arms, config.run, config.rag.collection, config.system, config.out) == (["prompt", "ft"], "r", None, "S", None)
+    path = tmp_path / "compare.yaml"
+    path.write_text("data: e.jsonl\nrun: r\nrag: {collection: hr, k: 3}\nsampling: {max_new_tokens: 32}\n")
+    _, config = _config(["compare", str(path), "--rag-k", "7"])  # a flag overrides the file's key
+    assert (config.arms, config.rag.collection, config.rag.k, config.sampling.max_new_tokens) == (
+        ["prompt", "rag", "ft", "ft+rag"], "hr", 7, 32)
 
 
-def test_compare_missing_run_is_one_line(tmp_path, capsys):
+def test_compare_config_problems_are_reported_together(tmp_path):
+    path = tmp_path / "compare.yaml"
+    path.write_text("data: e.jsonl\nrun: r\narmz: [prompt]\nrag: {collection: hr, kk: 3}\nbatch_size: many\n")
+    with pytest.raises(ConfigError) as e:
+        _config(["compare", str(path)])
+    text = str(e.value)
+    assert text.startswith(f"{path}: 3 problem(s)")
+    assert "armz: unknown key; did you mean 'arms'?" in text
+    assert "rag.kk: unknown key" in text and "allowed here:" in text
+    assert "batch_size: Input should be a valid integer" in text and "(got 'many')" in text
+
+
+def test_compare_missing_run_is_one_line(tmp_path):
     data = tmp_path / "e.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
     args = parser().parse_args(["compare", "--data", str(data), "--arms", "prompt,ft"])
-    args.debug = False
-    with pytest.raises(Exception) as e:
+    with pytest.raises(ConfigError) as e:
         args.func(args)
-    assert "--run RUN" in str(e.value) and e.value.exit_code == 3
+    assert "arms, run: arms ft and ft+rag need the fine-tuned run: add --run RUN" in str(e.value) and e.value.exit_code == 3
 
 
 def test_data_leakage_prints_the_leak(tmp_path, capsys):

@@ -8,10 +8,12 @@ import re
 import pytest
 import yaml
 
+from onthejob.config import validate
 from onthejob.errors import ConfigError
-from onthejob.eval.compare import ARMS, check_arms, compare, make_verdict, pairs
-from onthejob.serve.engine import SamplingParams
-from tests.serve.runs import make_run, save_base
+from onthejob.eval.compare import compare, make_verdict, pairs
+from onthejob.eval.config import ARMS, CompareConfig
+from onthejob.generate import SamplingParams
+from tests.runs import make_run, save_base
 
 QUESTIONS = ["What is the weather in Paris?", "How can I help you today?", "Is my printer broken?", "What is the answer?"]
 
@@ -55,8 +57,9 @@ def setup(tmp_path_factory):
 
 def run_compare(setup, out, retriever=None, arms=("prompt", "rag", "ft", "ft+rag")):
     _root, run, data = setup
-    return compare(data, arms=arms, run=run, retriever=retriever or FakeRetriever(), out_dir=out,
-                   params=SamplingParams(max_new_tokens=6), batch_size=4)
+    config = CompareConfig(data=str(data), arms=list(arms), run=str(run), rag={"collection": "fake"}, out=str(out),
+                           sampling=SamplingParams(max_new_tokens=6), batch_size=4)
+    return compare(config, retriever=retriever or FakeRetriever())
 
 
 def test_four_arms_same_questions_and_reports(setup, tmp_path):
@@ -91,13 +94,13 @@ def test_quality_figures_repeat(setup, tmp_path):
 
 def test_missing_inputs_name_the_flag():
     with pytest.raises(ConfigError, match="--run RUN"):
-        check_arms("prompt,ft", run=None, rag=None)
+        validate(CompareConfig, {"data": "e.jsonl", "arms": "prompt,ft"})
     with pytest.raises(ConfigError) as e:
-        check_arms(["rag", "ft+rag"], run=None, rag=None)
+        validate(CompareConfig, {"data": "e.jsonl", "arms": ["rag", "ft+rag"]})
     assert "--rag NAME" in str(e.value) and "--run RUN" in str(e.value)
     with pytest.raises(ConfigError, match="choose from prompt, rag, ft, ft\\+rag"):
-        check_arms("prompt,lora", run="r", rag="c")
-    assert check_arms("prompt, ft,ft", run="r", rag=None) == ["prompt", "ft"]
+        validate(CompareConfig, {"data": "e.jsonl", "arms": "prompt,lora", "run": "r"})
+    assert validate(CompareConfig, {"data": "e.jsonl", "arms": "prompt, ft,ft", "run": "r"}).arms == ["prompt", "ft"]
 
 
 def test_verdict_words():

@@ -1,13 +1,22 @@
-"""Prompting vs RAG vs fine-tuning vs both, on the same questions with the same decoding.
+"""The one comparison behind ``ojt compare`` (its arms) and ``ojt eval`` (base vs tuned).
 
-    ojt compare --data examples/hr/eval.jsonl --arms prompt,rag,ft,ft+rag --run runs/hr-demo --rag hr-demo
+    from onthejob.eval.compare import compare
+    result = compare(CompareConfig(data="examples/hr/eval.jsonl", run="runs/hr-demo", rag={"collection": "hr"}))
+    print(result.verdict)
 
-The arms: ``prompt`` is the base model with the system prompt; ``rag`` the base model answering
-from a collection's passages; ``ft`` the fine-tuned run; ``ft+rag`` the run answering from the
-passages. Every arm is scored with the same metrics, then paired-bootstrapped against prompting on
-one primary metric (facts_recall when the questions list facts, else token_f1), and the result is
-said in one plain sentence. When the run's training files are known, eval questions that resemble
-training examples are flagged and the scores are also given without them.
+An *arm* is a model answering the questions, with or without passages from a collection.
+``ojt compare``'s arms are ``prompt`` (the base model with the system prompt), ``rag`` (the base
+model answering from passages), ``ft`` (the fine-tuned run) and ``ft+rag`` (the run answering from
+passages); ``ojt eval``'s are ``base`` and ``tuned``. Every arm gets the same questions, decoding
+and metrics; then each arm is paired-bootstrapped against the reference arm (prompting, else the
+first) on one primary metric (facts_recall when the questions list facts, else token_f1) and
+the result is said in one plain sentence per comparison. Besides, in one place for both commands:
+
+- leakage: when the run's training files are known, eval questions that resemble training
+  examples are flagged before anything runs; ``exclude_leaks`` leaves them out, otherwise the
+  scores are also given without them;
+- a judge model grades every answer (optional), compared arm against arm like the metric;
+- a general instruction set (optional) asks whether fine-tuning cost general skills.
 """
 
 from __future__ import annotations
@@ -16,90 +25,108 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from onthejob.console import say
 from onthejob.errors import ConfigError
+from onthejob.eval.config import ARMS, CompareConfig, EvalConfig, Evaluation
 
-ARMS = {"prompt": "prompting", "rag": "RAG", "ft": "fine-tuning", "ft+rag": "fine-tuning + RAG"}
 REFERENCE = "prompt"
+
+
+@dataclass(frozen=True)
+class Arm:
+    key: str  # "prompt", "ft", ..., "base", "tuned"
+    label: str  # how tables and verdicts call it
+    model: str  # the run or model that answers
+    rag: bool = False  # answer from the collection's passages
 
 
 @dataclass
 class CompareResult:
-    evals: dict[str, Any]  # arm -> ModelEval
-    comparisons: list[dict]  # paired bootstrap of arm vs arm on the primary metric
+    evals: dict[str, Any]  # arm key -> ModelEval
+    comparisons: list[dict]  # paired bootstrap of arm vs arm: the primary metric, then the judge's grade
     primary: str  # the metric the verdict is about
     correct: dict[str, int]  # arm -> questions answered correctly
     verdict: str
+    labels: dict[str, str] = field(default_factory=dict)  # arm key -> label
     leaks: list = field(default_factory=list)
     clean: dict[str, dict] = field(default_factory=dict)  # arm -> {"mean","low","high","n","correct"} without leaked questions
+    general: dict | None = None  # {"comparisons", "table"} of the general-skills check
     paths: dict[str, Path] = field(default_factory=dict)  # the reports written
+    n: int = 0  # questions answered
 
 
-def compare(
-    data,
-    *,
-    arms=("prompt", "rag", "ft", "ft+rag"),
-    run: str | Path | None = None,
-    rag: str | None = None,
-    base: str | None = None,
-    system: str | None = None,
-    params=None,
-    seed: int = 0,
-    out_dir: str | Path,
-    retriever=None,
-    rag_k: int = 5,
-    rag_store: str | None = None,
-    batch_size: int = 16,
-) -> CompareResult:
-    """Run every arm over ``data`` (an eval JSONL path or a list of ``EvalItem``) and write the reports.
+def compare(config: CompareConfig, *, retriever=None) -> CompareResult:
+    """``ojt compare``: every arm of ``config.arms`` over the same questions, reports written.
 
     ``retriever``: a ready ``Retriever`` (anything with ``prepare(messages)``) instead of opening
-    collection ``rag``. Raises ConfigError, naming the flag to add, when an arm lacks its input."""
+    ``config.rag``; the caller closes it."""
+    base = config.base or default_base(config.run)
+    arms = [Arm(a, ARMS[a], str(config.run) if a.startswith("ft") else base, a.endswith("rag")) for a in config.arms]
+    out = config.out or (str(Path(config.run) / "compare") if config.run else "compare-report")
+    return run_arms(arms, config, run=config.run, retriever=retriever, out_dir=out,
+                    title=f"Prompting, RAG and fine-tuning on {Path(config.data).name}")
+
+
+def evaluate_model(config: EvalConfig, *, retriever=None) -> CompareResult:
+    """``ojt eval``: the tuned model, and its base beside it when it is a run (or asked for)."""
+    from onthejob.models.adapters import locate
+
+    found = locate(config.model)
+    with_base = config.vs_base or config.base is not None or found.run is not None or config.general is not None
+    rag = bool(config.rag.collection) or retriever is not None
+    arms = ([Arm("base", "base", config.base or found.base_name, rag)] if with_base else [])
+    arms.append(Arm("tuned", "tuned", str(config.model), rag))
+    out = config.out or (str(found.run / "eval") if found.run else "eval-report")
+    return run_arms(arms, config, run=found.run, retriever=retriever, out_dir=out,
+                    title=f"{Path(config.model).name} on {Path(config.data).name}")
+
+
+def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, title: str) -> CompareResult:
+    """Evaluate every arm on ``config.data``, compare them, write the reports."""
     from onthejob.eval.data import read_eval
     from onthejob.eval.report import write_reports
     from onthejob.eval.run import evaluate
 
-    arms = check_arms(arms, run=run, rag=rag or retriever)
-    items = read_eval(data) if isinstance(data, (str, Path)) else list(data)
-    base = base or default_base(run)
-    own = retriever is None and any("rag" in a.split("+") for a in arms)
-    if own:
-        from onthejob.rag.answer import Retriever
-
-        retriever = Retriever(rag, k=rag_k, store_url=rag_store)
-    try:
-        evals = {}
+    items = read_eval(config.data)
+    leaks = find_leaks(run, config.data)
+    if config.exclude_leaks:
+        items = drop_leaked(items, leaks, run)
+    evals = {}
+    with _opened(retriever, config, any(a.rag for a in arms)) as rag:
         for arm in arms:
-            name = str(run) if arm.startswith("ft") else base
-            evals[arm] = evaluate(name, items, label=ARMS[arm], params=params, system=system, seed=seed,
-                                  rag=retriever if arm.endswith("rag") else None, batch_size=batch_size)
-    finally:
-        if own:
-            retriever.close()
+            evals[arm.key] = evaluate(arm.model, items, label=arm.label, params=config.sampling, system=config.system,
+                                      seed=config.seed, rag=rag if arm.rag else None, batch_size=config.batch_size)
+    labels = {arm.key: arm.label for arm in arms}
+    keys = list(evals)
     primary = primary_metric(items)
-    comparisons = [_paired(evals, a, b, primary, seed) for a, b in pairs(arms)]
-    correct = {arm: count_correct(e.per_example, primary) for arm, e in evals.items()}
-    verdict = make_verdict(arms, correct, comparisons, len(items))
-    leaks, clean = _leakage(run, data, evals, primary, seed) if run and isinstance(data, (str, Path)) else ([], {})
-    tables = [_clean_table(clean, primary)] if clean else []
+    comparisons = [paired(evals, a, b, primary, config.seed) for a, b in pairs(keys)]
+    if config.judge.url:
+        for e in evals.values():
+            add_judge(e, items, config.judge.url, config.judge.model, seed=config.seed)
+        comparisons += [paired(evals, a, b, "judge", config.seed) for a, b in pairs(keys)]
+    correct = {key: count_correct(e.per_example, primary) for key, e in evals.items()}
+    general = general_skills(arms, config) if config.general else None
+    verdict = make_verdict(keys, correct, [c for c in comparisons if c["metric"] == primary], len(items), labels)
+    if general:
+        verdict += "\n" + general_sentence(general["comparisons"])
+    clean = {} if config.exclude_leaks else scores_without(leaks, evals, primary, config.seed)
+    tables = ([_clean_table(clean, primary, labels)] if clean else []) + ([general["table"]] if general else [])
     _attach_facts(evals, items)
-    paths = write_reports(list(evals.values()), out_dir, title=f"Prompting, RAG and fine-tuning on {_source(data)}",
-                          verdict=verdict, comparisons=comparisons, leaks=leaks, tables=tables, primary=primary)
-    return CompareResult(evals, comparisons, primary, correct, verdict, leaks, clean, paths)
+    paths = write_reports(list(evals.values()), out_dir, title=title, verdict=verdict,
+                          comparisons=comparisons + (general["comparisons"] if general else []),
+                          leaks=leaks, tables=tables, primary=primary)
+    return CompareResult(evals, comparisons, primary, correct, verdict, labels, leaks, clean, general, paths, len(items))
 
 
-def check_arms(arms, *, run, rag) -> list[str]:
-    arms = [a.strip() for a in (arms.split(",") if isinstance(arms, str) else arms) if a.strip()]
-    unknown = [a for a in arms if a not in ARMS]
-    if unknown or not arms:
-        raise ConfigError(f"unknown arm(s): {', '.join(unknown) or '(none given)'}", fix=f"choose from {', '.join(ARMS)}")
-    problems = []
-    if not run and any(a.startswith("ft") for a in arms):
-        problems.append("arms ft and ft+rag need the fine-tuned run: add --run RUN")
-    if not rag and any(a.endswith("rag") for a in arms):
-        problems.append("arms rag and ft+rag need a document collection: add --rag NAME (make one with ojt rag index)")
-    if problems:
-        raise ConfigError("missing inputs for the chosen arms", problems, fix="or drop those arms from --arms")
-    return list(dict.fromkeys(arms))
+def _opened(retriever, config: Evaluation, needed: bool):
+    """The caller's retriever as it is (the caller closes it), or ``config.rag`` opened here."""
+    import contextlib
+
+    if retriever is not None or not needed:
+        return contextlib.nullcontext(retriever)
+    from onthejob.rag.answer import opened_retriever
+
+    return opened_retriever(config.rag)
 
 
 def default_base(run) -> str:
@@ -111,6 +138,9 @@ def default_base(run) -> str:
     from onthejob.models.registry import DEFAULT_MODEL
 
     return DEFAULT_MODEL
+
+
+# --- scoring and comparing --------------------------------------------------------------------
 
 
 def primary_metric(items) -> str:
@@ -132,12 +162,12 @@ def pairs(arms: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _paired(evals, a: str, b: str, metric: str, seed: int) -> dict:
+def paired(evals: dict, a: str, b: str, metric: str, seed: int, *, suffix: str = "") -> dict:
+    """Arm ``a`` against arm ``b`` on ``metric`` (diff = a - b), question by question."""
     from onthejob.eval.stats import paired_bootstrap
 
     xs, ys = _aligned(evals[b].per_example, evals[a].per_example, metric)
-    result = paired_bootstrap(xs, ys, seed=seed)  # mean of a - b
-    return {"a": a, "b": b, "metric": metric, **result}
+    return {"a": a + suffix, "b": b + suffix, "metric": metric, **paired_bootstrap(xs, ys, seed=seed)}
 
 
 def _aligned(rows_a: list[dict], rows_b: list[dict], metric: str) -> tuple[list, list]:
@@ -147,44 +177,134 @@ def _aligned(rows_a: list[dict], rows_b: list[dict], metric: str) -> tuple[list,
     return [first[k] for k in keys], [by_line[k] for k in keys]
 
 
-def make_verdict(arms: list[str], correct: dict[str, int], comparisons: list[dict], n: int) -> str:
+def make_verdict(arms: list[str], correct: dict[str, int], comparisons: list[dict], n: int,
+                 labels: dict[str, str] | None = None) -> str:
     """One sentence for the best arm against the reference, then one per other comparison."""
+    labels = labels or ARMS
     ref = REFERENCE if REFERENCE in arms else arms[0]
     if len(arms) == 1:
-        return f"{ARMS[ref]} answers {correct[ref]} of {n} correctly."
+        return f"{labels[ref]} answers {correct[ref]} of {n} correctly."
     by_pair = {(c["a"], c["b"]): c for c in comparisons}
     best = max((a for a in arms if a != ref), key=lambda a: (by_pair[(a, ref)]["diff"], -arms.index(a)))
-    lines = [_sentence(best, ref, correct, by_pair[(best, ref)], n)]
-    lines += [_sentence(a, b, correct, c, n) for (a, b), c in by_pair.items() if a != best or b != ref]
+    lines = [_sentence(best, ref, correct, by_pair[(best, ref)], n, labels)]
+    lines += [_sentence(a, b, correct, c, n, labels) for (a, b), c in by_pair.items() if a != best or b != ref]
     return "\n".join(lines)
 
 
-def _sentence(a: str, b: str, correct: dict[str, int], c: dict, n: int) -> str:
-    head = f"{ARMS[a]} answers {correct[a]} of {n} correctly against {correct[b]} for {ARMS[b]}"
+def _sentence(a: str, b: str, correct: dict[str, int], c: dict, n: int, labels: dict[str, str]) -> str:
+    head = f"{labels[a]} answers {correct[a]} of {n} correctly against {correct[b]} for {labels[b]}"
     if c.get("n", 0) == 0 or c["diff"] != c["diff"]:
         return head + f"; no {c['metric']} scores to compare."
     sig = "significant" if c["significant"] else "not significant"
     return f"{head}; {c['metric']} {c['diff']:+.2f}, {sig} (95% CI {c['low']:+.2f} to {c['high']:+.2f})."
 
 
-def _leakage(run, data, evals, primary: str, seed: int):
-    """Leaks between the run's training files and the eval file, and each arm's score without them."""
-    from onthejob.eval.leakage import run_leakage
+def add_judge(e, items: list, url: str, model: str, *, seed: int = 0) -> None:
+    """Grade ``e``'s answers 1-5 with a judge model: per-question ``judge``/``judge_reason`` and an aggregate."""
+    from onthejob.eval.judge import judge
     from onthejob.eval.stats import bootstrap_ci
 
+    grades = judge(items, [row["answer"] for row in e.per_example], base_url=url, model=model)
+    for row, grade in zip(e.per_example, grades):
+        row["judge"], row["judge_reason"] = grade["score"], grade["reason"]
+    values = [g["score"] for g in grades]
+    n = sum(1 for v in values if v is not None)
+    mean, low, high = bootstrap_ci(values, seed=seed) if n else (None, None, None)
+    e.aggregates["judge"] = {"mean": mean, "low": low, "high": high, "n": n}
+
+
+# --- general skills -----------------------------------------------------------------------------
+
+GENERAL_METRICS = ("token_f1", "rouge_l")
+
+
+def general_skills(arms: list[Arm], config: Evaluation) -> dict:
+    """Each model of the arms (without passages) on a general instruction set, each against the
+    reference arm's model: did fine-tuning cost general skills?"""
+    from onthejob.eval.run import evaluate
+
+    items = read_general(config.general)
+    models: dict[str, Arm] = {}
+    for arm in sorted(arms, key=lambda a: a.rag):  # an arm without RAG names its model best
+        models.setdefault(arm.model, arm)
+    chosen = list(models.values())
+    evals = {arm.key: evaluate(arm.model, items, label=arm.label, params=config.sampling, system=config.system,
+                               seed=config.seed, batch_size=config.batch_size) for arm in chosen}
+    keys = [a.key for a in arms if a.key in evals]
+    ref = keys[0] if REFERENCE not in keys else REFERENCE
+    comparisons, rows = [], []
+    for key in (k for k in keys if k != ref):
+        for metric in GENERAL_METRICS:
+            c = paired(evals, key, ref, metric, config.seed, suffix=" (general)")
+            comparisons.append(c)
+            word = "regressed" if c["significant"] and c["diff"] < 0 else ("improved" if c["significant"] else "no significant change")
+            rows.append([metric, evals[ref].label, evals[ref].aggregates[metric]["mean"], evals[key].label,
+                         evals[key].aggregates[metric]["mean"], c["diff"], f"{c['low']:+.3f} to {c['high']:+.3f}", word])
+    table = {"title": f"General instruction skills ({Path(config.general).name}, {len(items)} questions)",
+             "columns": ["metric", "reference", "score", "model", "score", "difference", "95% CI", ""], "rows": rows}
+    return {"comparisons": comparisons, "table": table, "n": len(items)}
+
+
+def general_sentence(comparisons: list[dict]) -> str:
+    worse = sorted({c["metric"] for c in comparisons if c["significant"] and c["diff"] < 0})
+    if worse:
+        return f"general skills regressed ({', '.join(worse)} significantly lower)."
+    return "general skills: no significant regression (token F1, ROUGE-L)."
+
+
+def read_general(path: str) -> list:
+    """A general instruction set (any training format) as eval questions with reference answers."""
+    from onthejob.data.readers import read_examples
+    from onthejob.eval.data import EvalItem
+
+    result = read_examples(path)
+    items = [EvalItem(line=e.line, messages=e.messages[:-1], reference=str(e.messages[-1].get("content") or ""))
+             for e in result.examples if e.messages and e.messages[-1].get("role") == "assistant"]
+    if not items:
+        raise ConfigError(f"{path}: no examples ending in an answer", fix="give an Alpaca/chat file with reference outputs")
+    return items
+
+
+# --- leakage ------------------------------------------------------------------------------------
+
+
+def find_leaks(run, data) -> list:
+    """Eval questions of ``data`` that resemble the run's training examples (said once, here)."""
+    from onthejob.eval.leakage import run_leakage
+
     leaks = []
-    for path in training_files(run):
-        found, _ = run_leakage(path, data)
-        leaks += found
+    for path in training_files(run) if run else []:
+        leaks += run_leakage(path, data)[0]
+    if leaks:
+        say(f"warning: {len({leak_line(leak) for leak in leaks})} eval questions resemble training examples "
+            f"(the report lists them; exclude_leaks leaves them out)")
+    return leaks
+
+
+def drop_leaked(items: list, leaks: list, run) -> list:
+    if run is None:
+        raise ConfigError("exclude_leaks needs a run folder (its config.yaml names the training files)", fix="name the run, not the model")
+    leaked = {leak_line(leak) for leak in leaks}
+    kept = [item for item in items if item.line not in leaked]
+    say(f"left out {len(leaked)} questions that resemble training examples; {len(kept)} remain")
+    if not kept:
+        raise ConfigError("every question resembles a training example", fix="drop exclude_leaks or write new questions")
+    return kept
+
+
+def scores_without(leaks: list, evals: dict, primary: str, seed: int) -> dict[str, dict]:
+    """Each arm's score without the leaked questions."""
+    from onthejob.eval.stats import bootstrap_ci
+
     if not leaks:
-        return [], {}
+        return {}
     leaked = {leak_line(leak) for leak in leaks}
     clean = {}
     for arm, e in evals.items():
         rows = [r for r in e.per_example if r["line"] not in leaked]
         mean, low, high = bootstrap_ci([r.get(primary) for r in rows], seed=seed)
         clean[arm] = {"mean": mean, "low": low, "high": high, "n": len(rows), "correct": count_correct(rows, primary)}
-    return leaks, clean
+    return clean
 
 
 def leak_line(leak) -> int:
@@ -206,10 +326,10 @@ def training_files(run) -> list[Path]:
     return [p for p in paths if p.is_file()]
 
 
-def _clean_table(clean: dict[str, dict], primary: str) -> dict:
+def _clean_table(clean: dict[str, dict], primary: str, labels: dict[str, str]) -> dict:
     return {"title": f"Without the leaked questions ({primary})",
             "columns": ["arm", "questions", "correct", "mean", "95% CI"],
-            "rows": [[ARMS[a], c["n"], c["correct"], c["mean"], f"{c['low']:.3f} to {c['high']:.3f}"] for a, c in clean.items()]}
+            "rows": [[labels[a], c["n"], c["correct"], c["mean"], f"{c['low']:.3f} to {c['high']:.3f}"] for a, c in clean.items()]}
 
 
 def _attach_facts(evals, items) -> None:
@@ -218,7 +338,3 @@ def _attach_facts(evals, items) -> None:
     for e in evals.values():
         for r in e.per_example:
             r.setdefault("facts", facts.get(r["line"], []))
-
-
-def _source(data) -> str:
-    return Path(data).name if isinstance(data, (str, Path)) else "the given questions"

@@ -28,7 +28,7 @@ from onthejob.eval.data import EvalItem
 
 
 class Answer(Protocol):
-    """What metrics read from a completion (``onthejob.serve.engine.Completion`` has it all)."""
+    """What metrics read from a completion (``onthejob.generate.Completion`` has it all)."""
 
     text: str
     finish_reason: str

@@ -70,7 +70,8 @@ def evaluate(
 ) -> ModelEval:
     """Evaluate the model ``name`` on ``items``; see the module docstring."""
     from onthejob.models.adapters import load_for_inference
-    from onthejob.serve.engine import Engine, SamplingParams
+    from onthejob.generate.engine import Engine
+    from onthejob.generate.sampling import SamplingParams
 
     start = time.perf_counter()
     params = params or SamplingParams(max_new_tokens=128, seed=seed)
@@ -160,7 +161,7 @@ def aggregate(per_example: list[dict[str, Any]], *, seed: int = 0) -> dict[str, 
 def _answer(engine, conversations, params, rag, batch_size: int, desc: str | None):
     """Completions in input order, and whether each was covered (always True without RAG)."""
     from onthejob.rag.answer import NOT_COVERED
-    from onthejob.serve.engine import Completion
+    from onthejob.generate.request import Completion
 
     if rag is None:
         prepared = [(c, True) for c in conversations]
