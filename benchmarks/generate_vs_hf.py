@@ -28,7 +28,7 @@ import torch
 
 from onthejob.data.template import tokenize_prompt
 from onthejob.models.load import load_model
-from onthejob.serve.engine import Engine, SamplingParams
+from onthejob.generate import Engine, SamplingParams
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hi!"}],

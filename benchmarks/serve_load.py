@@ -41,7 +41,7 @@ def free_port() -> int:
 
 
 def start_server(model: str, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "onthejob.serve.cli", "--model", model, "--port", str(port), "--max-batch", "32"]
+    cmd = [sys.executable, "-m", "onthejob", "serve", "--model", model, "--port", str(port), "--max-batch", "32"]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:

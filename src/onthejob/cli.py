@@ -10,28 +10,14 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from pathlib import Path
 
 from onthejob import __version__
+from onthejob import config as cfg
+from onthejob.console import say as _say
+from onthejob.console import use_color as _color
 from onthejob.errors import ConfigError, DataError, OjtError
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def command(name: str):
-    def register(fn):
-        COMMANDS[name] = fn
-        return fn
-
-    return register
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _color(stream) -> bool:
-    return stream.isatty() and os.environ.get("NO_COLOR") is None and os.environ.get("TERM") != "dumb"
 
 
 def _mapping(pairs: list[str] | None) -> dict[str, str] | None:
@@ -53,7 +39,6 @@ def _read_args(args: argparse.Namespace) -> dict:
 # ---------------------------------------------------------------------------------- commands
 
 
-@command("models")
 def cmd_models(args: argparse.Namespace) -> int:
     from onthejob.models.listing import format_models, list_models
 
@@ -62,7 +47,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("data check")
 def cmd_data_check(args: argparse.Namespace) -> int:
     from onthejob.data.check import check_file, format_report, report_to_json
     from onthejob.models.load import load_tokenizer
@@ -78,7 +62,6 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else DataError.exit_code
 
 
-@command("data convert")
 def cmd_data_convert(args: argparse.Namespace) -> int:
     from onthejob.data.readers import convert
 
@@ -87,7 +70,6 @@ def cmd_data_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("data preview")
 def cmd_data_preview(args: argparse.Namespace) -> int:
     from onthejob.data.preview import render_preview
     from onthejob.data.readers import read_examples
@@ -102,12 +84,13 @@ def cmd_data_preview(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("data split")
 def cmd_data_split(args: argparse.Namespace) -> int:
     from onthejob.data.readers import read_examples
     from onthejob.data.split import split_examples
     from onthejob.fsutil import write_jsonl
 
+    if not 0 <= args.eval_split < 1:
+        raise ConfigError(f"--eval-split {args.eval_split}: the fraction held out must be at least 0 and below 1", fix="e.g. --eval-split 0.1")
     result = read_examples(args.file, **_read_args(args))
     if result.errors:
         raise DataError(
@@ -121,16 +104,13 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("train")
 def cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from onthejob.train.loop import resume_config, run
 
     if args.resume:
-        if args.config or args.data:
+        if cfg.config_file(args) or args.data:
             raise ConfigError("--resume takes the run folder only", fix="drop CONFIG/--data; add --key value to change settings")
-        config = resume_config(Path(args.resume), args.overrides)
+        config = resume_config(Path(args.resume), cfg.overrides(args))
     else:
         config = _train_config(args, "train", "nothing to train on")
     run(config, resume=Path(args.resume) if args.resume else None)
@@ -138,20 +118,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace, verb: str, nothing: str):
-    """The training config ``ojt train`` and ``ojt plan`` build from CONFIG, --data and overrides."""
-    from pathlib import Path
+    """The training config ``ojt train`` and ``ojt plan`` build from CONFIG, --data and flags."""
+    from onthejob.train import config as train_config
 
-    from onthejob.train import config as cfg
-
+    path, overrides = cfg.config_file(args), cfg.overrides(args)
     if args.data:
         defaults = {"data": {"train": [{"path": args.data}]}, "output_dir": f"runs/{Path(args.data).stem}"}
-        return cfg.load(args.config, args.overrides, defaults=defaults)
-    if args.config:
-        return cfg.load(args.config, args.overrides)
+        return train_config.load(path, overrides, defaults=defaults)
+    if path:
+        return train_config.load(path, overrides)
     raise ConfigError(nothing, fix=f"give a config (ojt {verb} configs/hr-demo.yaml) or a data file (ojt {verb} --data FILE)")
 
 
-@command("plan")
 def cmd_plan(args: argparse.Namespace) -> int:
     from onthejob.train.plan import plan_report
 
@@ -163,38 +141,42 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampling(args: argparse.Namespace):
-    from onthejob.serve.engine import SamplingParams
-
-    return SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-
-
-@command("chat")
 def cmd_chat(args: argparse.Namespace) -> int:
-    from onthejob.rag.cli import rag_from_args
-    from onthejob.serve.chat import run_chat
+    from onthejob.generate.config import ChatConfig
 
-    if args.url:
+    config = cfg.load(ChatConfig, cfg.config_file(args), _with_positional(args, "model"))
+    if config.url:
         from onthejob.serve.client import run_remote_chat
 
-        return run_remote_chat(args.url, args.remote_model or args.model, args.system, _sampling(args), args.api_key)
-    if not args.model:
+        if config.rag.collection:
+            raise ConfigError("--rag answers with a local model; a server answers from documents itself",
+                              fix=f"serve the collection under a name (ojt serve --rag NAME={config.rag.collection}) and chat with --model NAME")
+        return run_remote_chat(config)
+    if not config.model:
         raise ConfigError("name a model or run to chat with", fix="ojt chat RUN|MODEL, or ojt chat --url http://HOST:PORT/v1")
-    return run_chat(args.model, system=args.system, params=_sampling(args), rag=rag_from_args(args))
+    from onthejob.generate.chat import run
+
+    return run(config)
 
 
-@command("generate")
 def cmd_generate(args: argparse.Namespace) -> int:
-    from onthejob.serve.generate import run_generate
+    from onthejob.generate.config import GenerateConfig
+    from onthejob.generate.files import run
 
-    from onthejob.rag.cli import rag_from_args
-
-    n = run_generate(args.model, args.input, args.out, params=_sampling(args), batch_size=args.batch_size, rag=rag_from_args(args))
-    _say(f"wrote {n} records to {args.out}")
+    config = cfg.load(GenerateConfig, cfg.config_file(args), _with_positional(args, "model"))
+    n = run(config)
+    _say(f"wrote {n} records to {config.out}")
     return 0
 
 
-@command("merge")
+def _with_positional(args: argparse.Namespace, key: str) -> dict:
+    """The flags given, with the positional argument ``key`` (when given) as one of them."""
+    overrides = cfg.overrides(args)
+    if getattr(args, key, None) is not None:
+        overrides[key] = getattr(args, key)
+    return overrides
+
+
 def cmd_merge(args: argparse.Namespace) -> int:
     from onthejob.models.merge import merge
 
@@ -219,17 +201,19 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-on", default="all", choices=["all", "last", "sequence"], help="which tokens are supervised: all assistant turns (default), the last one, or the whole sequence")
 
 
-def _add_sampling_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-new-tokens", type=int, default=256, help="longest answer in tokens (default: 256)")
-    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); higher = more varied")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (default: 1.0)")
-    p.add_argument("--seed", type=int, help="seed for sampling")
+def _add_answer_options(p: argparse.ArgumentParser, model) -> None:
+    """The flags of a generation stage's config ``model`` (``--max-new-tokens``, ``--rag NAME``
+    ... and every ``--section.key``), and ``--config FILE``."""
+    from onthejob.generate.config import METAVARS, RAG_FLAGS, RAG_SKIP, SAMPLING_FLAGS
+
+    cfg.add_options(p, model, aliases={**SAMPLING_FLAGS, **RAG_FLAGS, "sampling.seed": "--seed"}, metavars=METAVARS,
+                    skip=RAG_SKIP)
+    cfg.add_config_file(p, what="settings (docs/config.md)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from onthejob.eval import cli as eval_cli
     from onthejob.rag import cli as rag_cli
-    from onthejob.rag.cli import add_rag_option
     from onthejob.serve import cli as serve_cli
 
     parser = argparse.ArgumentParser(prog="ojt", description="onthejob: fine-tune language models on your own examples.")
@@ -273,76 +257,87 @@ def build_parser() -> argparse.ArgumentParser:
     _add_read_options(p)
     p.set_defaults(func=cmd_data_split)
 
+    from onthejob.generate.config import ChatConfig, GenerateConfig
+
     p = sub.add_parser("chat", help="talk to a model or a trained run (streaming, multi-turn)")
-    p.add_argument("model", metavar="RUN|MODEL", nargs="?", help="a run folder, an adapter or model folder, or a model name")
-    p.add_argument("--system", help="system prompt for the conversation (default: the one the run was trained with)")
-    p.add_argument("--url", help="talk to a running `ojt serve` (or any OpenAI-compatible API) instead, e.g. http://127.0.0.1:8000/v1")
-    p.add_argument("--model", dest="remote_model", help="with --url: the served model name")
-    p.add_argument("--api-key", help="with --url: the API key (default: $ONTHEJOB_API_KEY)")
-    _add_sampling_options(p)
-    add_rag_option(p)
-    p.set_defaults(func=cmd_chat)
+    p.add_argument("model", metavar="RUN|MODEL", nargs="?", help="a run folder, an adapter or model folder, or a model name (with --url: the served model)")
+    _add_answer_options(p, ChatConfig)
+    p.set_defaults(func=cmd_chat, settings=True)
 
     p = sub.add_parser("generate", help="answer every conversation of a JSONL file, in batches")
-    p.add_argument("model", metavar="RUN|MODEL", help="a run folder, an adapter or model folder, or a model name")
-    p.add_argument("--input", required=True, help="chat JSONL: conversations without their final answer")
-    p.add_argument("--out", required=True, help="output JSONL: the same records with the answer appended (written atomically)")
-    p.add_argument("--batch-size", type=int, default=8, help="conversations per batch (default: 8)")
-    _add_sampling_options(p)
-    add_rag_option(p)
-    p.set_defaults(func=cmd_generate)
+    p.add_argument("model", metavar="RUN|MODEL", nargs="?", help="a run folder, an adapter or model folder, or a model name")
+    _add_answer_options(p, GenerateConfig)
+    p.set_defaults(func=cmd_generate, settings=True)
 
     p = sub.add_parser("merge", help="merge a run's adapter into its base model and save a plain model")
     p.add_argument("run", metavar="RUN", help="a run folder or adapter folder")
     p.add_argument("--out", required=True, help="output folder (safetensors model with tokenizer)")
     p.set_defaults(func=cmd_merge)
 
+    from onthejob.train.config import TrainConfig
+
     p = sub.add_parser(
         "train",
         help="fine-tune a model (LoRA by default)",
-        description="Fine-tune a model. Any config key can be set on the command line as --section.key VALUE, e.g. --optim.lr 1e-4 --lora.r 8.",
+        description="Fine-tune a model. Every config key can be set on the command line as --section.key VALUE, e.g. --optim.lr 1e-4 --lora.r 8.",
     )
-    p.add_argument("config", nargs="?", help="a training config (YAML); see configs/")
+    cfg.add_config_file(p, positional=True, what="training settings (see configs/)")
     p.add_argument("--data", help="train on this file with the default settings (a config, if given, still applies)")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last complete checkpoint")
-    p.set_defaults(func=cmd_train, overrides=[])
+    cfg.add_options(p, TrainConfig)
+    p.set_defaults(func=cmd_train, settings=True)
 
     p = sub.add_parser(
         "plan",
         help="estimate peak memory and time per epoch of a training config, here and on GPUs",
-        description="Estimate, before training, the peak memory and time per epoch of a config on this machine and on named GPUs. Config keys can be overridden as in ojt train (--micro_batch_size 4).",
+        description="Estimate, before training, the peak memory and time per epoch of a config on this machine and on named GPUs. Config keys can be set as in ojt train (--micro_batch_size 4).",
     )
-    p.add_argument("config", nargs="?", help="a training config (YAML)")
+    cfg.add_config_file(p, positional=True, what="training settings (see configs/)")
     p.add_argument("--data", help="plan training on this file with the default settings")
     p.add_argument("--gpu", action="append", metavar="NAME", help="also estimate for this GPU (repeatable): H100, A100, RTX 4090, L4, T4, ...; default H100, A100, RTX 4090")
     p.add_argument("--json", action="store_true", help="print the estimates as JSON")
-    p.set_defaults(func=cmd_plan, overrides=[])
+    cfg.add_options(p, TrainConfig)
+    p.set_defaults(func=cmd_plan, settings=True)
 
     eval_cli.register(sub)
     rag_cli.register(sub)
     serve_cli.register(sub)
+    _no_abbreviations(parser)
     return parser
 
 
-def _split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Take ``--section.key VALUE`` config overrides out of ``ojt train``'s and ``ojt plan``'s arguments."""
-    command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
-    if command is None or argv[command] not in ("train", "plan"):
-        return argv, []
-    at = command + 1
-    own, overrides, rest = argv[:at], [], argv[at:]
-    while rest:
-        token = rest.pop(0)
-        if token in ("--data", "--resume", "--gpu"):
-            own += [token] + rest[:1]
-            rest = rest[1:]
-        elif token.startswith("--") and token not in ("--help", "--debug", "--json") and not token.startswith(("--data=", "--resume=", "--gpu=")):
-            overrides.append(token)
-            if "=" not in token and rest:
-                overrides.append(rest.pop(0))
-        else:
-            own.append(token)
-    return own, overrides
+def _no_abbreviations(parser: argparse.ArgumentParser) -> None:
+    """argparse takes ``--data`` for ``--data.eval`` when the command has no ``--data`` of its
+    own; every flag must be spelled out."""
+    parser.allow_abbrev = False
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _no_abbreviations(sub)
+
+
+def stage_configs() -> list[tuple[str, str, type]]:
+    """(heading, how it is given, config model) of every stage's config, in the order of the job:
+    what docs/config.md documents."""
+    from onthejob.eval.config import CompareConfig, EvalConfig
+    from onthejob.generate.config import ChatConfig, GenerateConfig
+    from onthejob.generate.sampling import SamplingParams
+    from onthejob.rag.config import IndexConfig, RetrievalConfig
+    from onthejob.serve.config import ServeConfig
+    from onthejob.train.config import TrainConfig
+
+    answering = "chat, generate, eval and compare"
+    return [
+        ("Training", "`ojt train CONFIG.yaml`, `ojt plan CONFIG.yaml`", TrainConfig),
+        ("Sampling", f"the `sampling:` section of {answering} (`--max-new-tokens`, `--temperature`, ...)", SamplingParams),
+        ("Retrieval", f"`ojt rag query --config FILE`, and the `rag:` section of {answering} (`--rag NAME`, `--rag-k`, ...)", RetrievalConfig),
+        ("Indexing documents", "`ojt rag index --config FILE`", IndexConfig),
+        ("Chat", "`ojt chat --config FILE`", ChatConfig),
+        ("Batch generation", "`ojt generate --config FILE`", GenerateConfig),
+        ("Evaluation", "`ojt eval --config FILE`", EvalConfig),
+        ("Comparing prompting, RAG and fine-tuning", "`ojt compare CONFIG.yaml`", CompareConfig),
+        ("Serving", "`ojt serve CONFIG.yaml`", ServeConfig),
+    ]
 
 
 def _quiet_libraries() -> None:
@@ -359,9 +354,9 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    argv, overrides = _split_overrides(list(sys.argv[1:] if argv is None else argv))
+    argv, unknown = cfg.split_unknown(parser, list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
-    args.overrides = overrides
+    args.unknown_settings = unknown
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -35,16 +35,20 @@ def cli_reference() -> str:
 
 
 def config_reference() -> str:
-    from onthejob.train.config import reference
+    from onthejob.cli import stage_configs
+    from onthejob.config import reference
 
-    head = [
-        "# Training config reference",
+    parts = [
+        "# Config reference",
         "",
-        "Every key of `ojt train CONFIG.yaml`, with its default. Any key can be set on the command",
-        "line as `--section.key VALUE`. Generated from the code by `make docs`.",
+        "Every key of every stage's config, with its default. A config is a YAML file of these keys;",
+        "any key can also be set on the command line as `--section.key VALUE` (flags win over the file),",
+        "and unknown keys are errors. Generated from the code by `make docs`; a test fails when it is out of date.",
         "",
     ]
-    return "\n".join(head + reference()) + "\n"
+    for heading, given, model in stage_configs():
+        parts += [f"## {heading}", "", f"Given as {given}.", "", *reference(model), ""]
+    return "\n".join(parts)
 
 
 def main() -> None:

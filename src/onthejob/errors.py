@@ -3,6 +3,9 @@
 Every error a user can cause is one of these. The CLI prints ``str(error)`` on one line and exits
 with ``error.exit_code``; the traceback only appears with ``--debug``. Messages say what failed,
 where (file:line or config key) and how to fix it.
+
+Exit codes: 1 any other user error, 2 a command line argparse cannot read, 3 config, 4 model,
+5 run folder, 6 RAG collection or store, 7 data, 70 an internal error (a bug), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ class OjtError(Exception):
 class DataError(OjtError):
     """A data file is missing, unreadable or fails the checks."""
 
-    exit_code = 2
+    exit_code = 7
 
 
 class ConfigError(OjtError):
