@@ -261,7 +261,6 @@ def test_tools_inlined_is_one_warning_per_file(tmp_path, template, inlined):
 
 
 def test_real_template_with_a_tiny_tokenizer():
-    pytest.importorskip("onthejob.data.template", reason="data/template.py is not written yet")
     from tests.tiny import tiny_tokenizer
 
     report = check_file(shared("formats/toy_chat_fine_tuning.jsonl"), tokenizer=tiny_tokenizer("chatml"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import time
 
 import pytest
 
@@ -297,16 +296,6 @@ def test_no_chat_template_is_a_data_error():
 def test_bad_train_on():
     with pytest.raises(ValueError, match="train_on"):
         tokenize_example(ex(("user", "hi"), ("assistant", "yo")), tiny_tokenizer(), train_on="assistant")
-
-
-def test_templating_is_fast_enough_for_thousands_of_examples():
-    tok = tiny_tokenizer("chatml")
-    example = ex(("user", "my printer is broken " * 20), ("assistant", "turn it off and on " * 20),
-                 ("user", "thanks"), ("assistant", "welcome"))
-    start = time.perf_counter()
-    for _ in range(500):
-        tokenize_example(example, tok)
-    assert time.perf_counter() - start < 2.5  # ~0.5 s here: 4.5k tickets in a few seconds
 
 
 def smollm2_tokenizer():

@@ -6,8 +6,8 @@ import torch
 
 from onthejob.errors import ModelError, RunError
 from onthejob.models.adapters import load_for_inference
-from onthejob.serve.engine import Engine, SamplingParams
-from tests.serve.runs import make_run, save_base
+from onthejob.generate import Engine, SamplingParams
+from tests.runs import make_run, save_base
 
 HELLO = [[{"role": "user", "content": "Hello! How can I help?"}]]
 GREEDY = SamplingParams(max_new_tokens=8)

@@ -6,8 +6,8 @@ import torch
 from onthejob.errors import ModelError
 from onthejob.models.adapters import load_for_inference
 from onthejob.models.merge import merge
-from onthejob.serve.engine import Engine, SamplingParams
-from tests.serve.runs import make_run, save_base
+from onthejob.generate import Engine, SamplingParams
+from tests.runs import make_run, save_base
 
 CONVERSATIONS = [[{"role": "user", "content": "Hello! How can I help?"}],
                  [{"role": "user", "content": "What is the weather in Paris?"}]]
@@ -52,7 +52,13 @@ def test_merged_keeps_the_base_dtype(tmp_path):
 def test_full_run_is_copied(tmp_path):
     run = make_run(tmp_path, tmp_path / "unused", method="full")
     out = merge(run, tmp_path / "merged")
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (run / "final").iterdir())
+    final = run / "final"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {p.name: p.read_bytes() for p in final.iterdir()}
+    from transformers import AutoModelForCausalLM
+
+    copied = AutoModelForCausalLM.from_pretrained(out).state_dict()
+    trained = AutoModelForCausalLM.from_pretrained(final).state_dict()
+    assert copied.keys() == trained.keys() and all(torch.equal(copied[k], trained[k]) for k in trained)
 
 
 def test_plain_model_and_unsafe_out_are_refused(run, tmp_path):
