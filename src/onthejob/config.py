@@ -2,8 +2,8 @@
 what is wrong with them.
 
     from onthejob.config import load
-    from onthejob.serve.config import ServeConfig
-    config = load(ServeConfig, "serve.yaml", {"port": 8001})
+    from onthejob.eval.config import CompareConfig
+    config = load(CompareConfig, "compare.yaml", {"rag": {"k": 3}})
 
 Each stage (train, serve, eval/compare, RAG, sampling) declares a pydantic model built from
 ``Section``: every field has a default and a one-line description, unknown keys are rejected.

@@ -61,13 +61,14 @@ def test_compare_config_problems_are_reported_together(tmp_path):
     assert "batch_size: Input should be a valid integer" in text and "(got 'many')" in text
 
 
-def test_compare_missing_run_is_one_line(tmp_path):
+def test_compare_missing_run_is_one_line(tmp_path, capsys):
     data = tmp_path / "e.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n")
-    args = parser().parse_args(["compare", "--data", str(data), "--arms", "prompt,ft"])
-    with pytest.raises(ConfigError) as e:
-        args.func(args)
-    assert "arms, run: arms ft and ft+rag need the fine-tuned run: add --run RUN" in str(e.value) and e.value.exit_code == 3
+    assert cli.main(["compare", "--data", str(data), "--arms", "prompt,ft"]) == 3
+    assert capsys.readouterr().err.splitlines() == [
+        "error: command line: 1 problem(s)",
+        "  arms, run: arms ft and ft+rag need the fine-tuned run: add --run RUN",
+    ]
 
 
 def test_data_leakage_prints_the_leak(tmp_path, capsys):
