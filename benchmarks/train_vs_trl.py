@@ -380,6 +380,8 @@ def main() -> None:
         summary[data] = results
         print_table(data, results, peaks, n_params)
     first = summary[names[0]]
+    if "onthejob" not in first or "trl-default" not in first:  # --arms without one of them: tables only
+        return
     ours, trl = first["onthejob"], first["trl-default"]
     speed = median(ours, "tokens_per_s") / median(trl, "tokens_per_s")
     peak = "peak_cuda_gib" if args.device == "cuda" else "peak_rss_gib"  # on a GPU, the GPU's memory
