@@ -28,7 +28,8 @@ import torch
 
 from onthejob.data.template import tokenize_prompt
 from onthejob.models.load import load_model
-from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 
 CONVERSATIONS = [
     [{"role": "user", "content": "Hi!"}],

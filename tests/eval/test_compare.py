@@ -12,7 +12,7 @@ from onthejob.config import validate
 from onthejob.errors import ConfigError
 from onthejob.eval.compare import compare, make_verdict, pairs
 from onthejob.eval.config import ARMS, CompareConfig
-from onthejob.generate import SamplingParams
+from onthejob.generate.sampling import SamplingParams
 from tests.runs import make_run, save_base
 
 QUESTIONS = ["What is the weather in Paris?", "How can I help you today?", "Is my printer broken?", "What is the answer?"]

@@ -6,7 +6,7 @@ from onthejob.errors import ConfigError
 from onthejob.eval import metrics
 from onthejob.eval.data import EvalItem
 from onthejob.eval.metrics import METRICS, get_metric, metric, score
-from onthejob.generate import Completion
+from onthejob.generate.request import Completion
 
 
 def item(reference="cat sat", **kw) -> EvalItem:

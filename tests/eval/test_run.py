@@ -13,7 +13,8 @@ from onthejob.eval.metrics import METRICS
 from onthejob.eval.run import evaluate, reference_loss
 from onthejob.models.adapters import load_for_inference
 from onthejob.rag.answer import NOT_COVERED
-from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 from tests.runs import make_run, save_base
 
 PARAMS = SamplingParams(max_new_tokens=6)

@@ -2,7 +2,8 @@
 different adapters get exactly the tokens they would get alone."""
 
 from onthejob.data.template import tokenize_prompt
-from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 from onthejob.generate.batch import Batch
 from tests.runs import lively_model
 from tests.tiny import tiny_tokenizer

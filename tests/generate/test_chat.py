@@ -4,7 +4,8 @@ import pytest
 
 from onthejob.generate import chat
 from onthejob.generate.chat import run_chat
-from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 from tests.runs import save_base
 
 PARAMS = SamplingParams(max_new_tokens=6)

@@ -5,7 +5,8 @@ import torch
 
 from onthejob.data.template import end_of_turn_ids, tokenize_prompt
 from onthejob.errors import ConfigError
-from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 from tests.runs import lively_model
 from tests.tiny import tiny_tokenizer
 

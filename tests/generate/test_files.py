@@ -4,7 +4,8 @@ import pytest
 
 from onthejob.errors import DataError
 from onthejob.models.adapters import load_for_inference
-from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 from onthejob.generate.files import run_generate
 from tests.runs import save_base
 

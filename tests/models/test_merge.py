@@ -6,7 +6,8 @@ import torch
 from onthejob.errors import ModelError
 from onthejob.models.adapters import load_for_inference
 from onthejob.models.merge import merge
-from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 from tests.runs import make_run, save_base
 
 CONVERSATIONS = [[{"role": "user", "content": "Hello! How can I help?"}],

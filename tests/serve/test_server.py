@@ -15,7 +15,8 @@ import pytest
 
 from onthejob.data.template import tokenize_prompt
 from onthejob.models.adapters import load_for_inference
-from onthejob.generate import Engine, SamplingParams
+from onthejob.generate.engine import Engine
+from onthejob.generate.sampling import SamplingParams
 from onthejob.serve.config import ServeConfig
 from onthejob.serve.server import create_app
 from tests.serve.server_helpers import ServerThread, make_world, raw

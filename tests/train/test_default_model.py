@@ -15,7 +15,8 @@ HR = REPO / "examples" / "hr"
 def test_tuned_default_model_stops_by_itself_on_held_out_questions(default_model_dir, tmp_path):
     from onthejob.eval.data import read_eval
     from onthejob.models.adapters import load_for_inference
-    from onthejob.generate import Engine, SamplingParams
+    from onthejob.generate.engine import Engine
+    from onthejob.generate.sampling import SamplingParams
 
     subset = tmp_path / "train.jsonl"
     subset.write_text("".join((HR / "train.jsonl").read_text().splitlines(keepends=True)[:80]))

@@ -199,7 +199,7 @@ def test_chat_uses_the_system_prompt_the_run_was_trained_with(tmp_path):
     import io
 
     from onthejob.generate.chat import run_chat
-    from onthejob.generate import SamplingParams
+    from onthejob.generate.sampling import SamplingParams
 
     run_dir = _train(tmp_path, max_steps=1)
     assert json.loads((run_dir / "run.json").read_text())["system_prompt"] == "You answer briefly."

@@ -1,7 +1,8 @@
 """The one generation engine: chat, batch generation, eval, RAG and the server all call it.
 
     from onthejob.models.adapters import load_for_inference
-    from onthejob.generate import Engine, SamplingParams
+    from onthejob.generate.engine import Engine
+    from onthejob.generate.sampling import SamplingParams
     loaded = load_for_inference("runs/support")
     engine = Engine(loaded.model, loaded.tokenizer)
     [c] = engine.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_new_tokens=64))
@@ -35,7 +36,7 @@ from onthejob.errors import ConfigError
 from onthejob.generate.batch import Batch
 from onthejob.generate.cache import DecodeState, new_cache
 from onthejob.generate.request import BASE, Completion, Request
-from onthejob.generate.sampling import SamplingParams, pick
+from onthejob.generate.sampling import SamplingParams
 from onthejob.generate.skinny import Skinny
 
 
@@ -184,6 +185,23 @@ class Engine:
             ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             mask[i, width - len(p) :] = 1
         return ids.to(self.device), mask.to(self.device)
+
+
+# --- token choice -------------------------------------------------------------------------------
+
+
+def pick(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
+    """Next token per row from (b, V) logits: argmax at temperature 0, else top-p sampling."""
+    if params.temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits / params.temperature, dim=-1)  # (b, V)
+    if params.top_p < 1:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        # Drop a token when the tokens ranked above it already hold top_p of the mass; the most
+        # likely token always survives.
+        sorted_probs[(sorted_probs.cumsum(-1) - sorted_probs) > params.top_p] = 0
+        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
 # --- model plumbing -----------------------------------------------------------------------------

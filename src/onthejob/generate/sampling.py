@@ -5,12 +5,12 @@
 
 It is a typed config like the others (onthejob/config.py): ``ojt chat``, ``ojt generate``,
 ``ojt eval``/``compare`` take it as flags or as the ``sampling:`` section of their YAML (where
-bad values are ``ConfigError``s naming each key), and the server builds one per request.
+bad values are ``ConfigError``s naming each key), and the server builds one per request. Picking
+a token by these settings is the engine's (``engine.pick``): reading a config needs no torch.
 """
 
 from __future__ import annotations
 
-import torch
 from pydantic import Field, field_validator
 
 from onthejob.config import Section
@@ -35,17 +35,3 @@ class SamplingParams(Section):
         if any(not s for s in stops):
             raise ValueError("an empty stop string would stop at once")
         return stops
-
-
-def pick(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
-    """Next token per row from (b, V) logits: argmax at temperature 0, else top-p sampling."""
-    if params.temperature == 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / params.temperature, dim=-1)  # (b, V)
-    if params.top_p < 1:
-        sorted_probs, order = probs.sort(dim=-1, descending=True)
-        # Drop a token when the tokens ranked above it already hold top_p of the mass; the most
-        # likely token always survives.
-        sorted_probs[(sorted_probs.cumsum(-1) - sorted_probs) > params.top_p] = 0
-        probs = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
