@@ -144,7 +144,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_chat(args: argparse.Namespace) -> int:
     from onthejob.generate.config import ChatConfig
 
-    config = cfg.load(ChatConfig, cfg.config_file(args), _with_positional(args, "model"))
+    config = cfg.load(ChatConfig, cfg.config_file(args), cfg.overrides(args, {"model": "model"}))
     if config.url:
         from onthejob.serve.client import run_remote_chat
 
@@ -163,18 +163,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from onthejob.generate.config import GenerateConfig
     from onthejob.generate.files import run
 
-    config = cfg.load(GenerateConfig, cfg.config_file(args), _with_positional(args, "model"))
+    config = cfg.load(GenerateConfig, cfg.config_file(args), cfg.overrides(args, {"model": "model"}))
     n = run(config)
     _say(f"wrote {n} records to {config.out}")
     return 0
-
-
-def _with_positional(args: argparse.Namespace, key: str) -> dict:
-    """The flags given, with the positional argument ``key`` (when given) as one of them."""
-    overrides = cfg.overrides(args)
-    if getattr(args, key, None) is not None:
-        overrides[key] = getattr(args, key)
-    return overrides
 
 
 def cmd_merge(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from onthejob.errors import ConfigError
 
 M = TypeVar("M", bound=BaseModel)
 DEST = "config:"  # argparse dest prefix of the flags made from fields
+MAX_CONFIG_BYTES = 1 << 20  # a config file is settings, not data: 1 MiB is far more than any needs
 
 
 class Section(BaseModel):
@@ -137,8 +138,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file", fix="see configs/ for examples")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too big for a config file (at most {MAX_CONFIG_BYTES:,})",
+                          fix="name the config's YAML file, not a data file")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})", fix="name the config's YAML file") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config", fix="sections nest a few levels at most") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -199,8 +207,17 @@ def parse_overrides(args: list[str], model: type[BaseModel] | None = None) -> di
             else:
                 value = rest.pop(0)
         field = flags.get(key)
-        set_dotted(out, key, value if field is not None and _is_text(field.annotation) else yaml.safe_load(value))
+        set_dotted(out, key, value if field is not None and _is_text(field.annotation) else yaml_value(value))
     return out
+
+
+def yaml_value(text: str) -> Any:
+    """A flag's value read as YAML (``8`` -> 8, ``[q_proj, v_proj]`` -> a list, ``null`` -> None);
+    text that is no valid YAML stays text, for validation to report with its key."""
+    try:
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, RecursionError):
+        return text
 
 
 # --- fields as command-line flags -------------------------------------------------------------
@@ -264,8 +281,10 @@ def _is_pairs(annotation: Any) -> bool:
     return any(typing.get_origin(a) is dict for a in _plain(annotation))
 
 
-def _is_list(annotation: Any) -> bool:
-    return all(typing.get_origin(a) is list for a in _plain(annotation))
+def _is_text_list(annotation: Any) -> bool:
+    """``list[str]`` (or ``list[Path]``), maybe optional: a flag given once per item."""
+    plain = _plain(annotation)
+    return all(typing.get_origin(a) is list and _is_text(typing.get_args(a)[0]) for a in plain)
 
 
 def add_options(parser: argparse.ArgumentParser, model: type[BaseModel], *, prefix: str = "",
@@ -288,16 +307,18 @@ def add_options(parser: argparse.ArgumentParser, model: type[BaseModel], *, pref
             kwargs.update(nargs="?", const=True, metavar="true|false", type=_Value(key, field))
         elif _is_pairs(annotation):
             kwargs.update(action="append", metavar=metavars.get(key, "NAME=VALUE"), type=_pair(names[0]))
-        elif _is_list(annotation) and _is_text(typing.get_args(next(iter(_plain(annotation))))[0]):
+        elif _is_text_list(annotation):
             kwargs.update(action="append", metavar=metavars.get(key, "VALUE"))
         else:
             kwargs.update(metavar=metavars.get(key, _metavar(key, annotation)), type=_Value(key, field))
         parser.add_argument(*names, **kwargs)
 
 
-def overrides(args: argparse.Namespace) -> dict[str, Any]:
+def overrides(args: argparse.Namespace, positional: dict[str, str] | None = None) -> dict[str, Any]:
     """The settings given as flags, as a nested dict for ``load`` (flags argparse did not know
-    are in it too, so that validation names them with the rest: ``lora.rank: unknown key``)."""
+    are in it too, so that validation names them with the rest: ``lora.rank: unknown key``).
+    ``positional`` maps a key to the positional argument that sets it when given
+    (``{"model": "model"}`` for ``ojt eval RUN``); it wins over the key's flag."""
     out: dict[str, Any] = {}
     for key, value in getattr(args, "unknown_settings", {}).items():
         set_dotted(out, key, value)
@@ -306,6 +327,10 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
             if isinstance(value, list) and value and isinstance(value[0], tuple):
                 value = _pairs_dict(value)
             set_dotted(out, name[len(DEST):], value)
+    for key, name in (positional or {}).items():
+        value = getattr(args, name, None)
+        if value is not None and value != []:  # nargs="*" gives [] when nothing was given
+            set_dotted(out, key, value)
     return out
 
 
@@ -334,19 +359,14 @@ def _metavar(key: str, annotation: Any) -> str:
 
 class _Value:
     """argparse ``type=``: text fields take the string as given, the rest are read as YAML
-    (``8`` -> 8, ``[q_proj, v_proj]`` -> a list, ``null`` -> None); pydantic checks the result."""
+    (``yaml_value``); pydantic checks the result."""
 
     def __init__(self, key: str, field):
-        self.key, self.text = key, _is_text(field.annotation)
+        self.text = _is_text(field.annotation)
         self.__name__ = key  # argparse names the flag's type in its error message
 
     def __call__(self, value: str) -> Any:
-        if self.text:
-            return value
-        try:
-            return yaml.safe_load(value)
-        except yaml.YAMLError:
-            return value  # pydantic reports it with the key and what is allowed
+        return value if self.text else yaml_value(value)
 
 
 def _pair(flag: str):
@@ -391,7 +411,7 @@ def split_unknown(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[lis
             if not eq:
                 takes = i + 1 < len(argv) and not argv[i + 1].startswith("-")
                 value, i = (argv[i + 1], i + 1) if takes else (True, i)
-            unknown[name[2:].replace("-", "_")] = yaml.safe_load(value) if isinstance(value, str) else value
+            unknown[name[2:].replace("-", "_")] = yaml_value(value) if isinstance(value, str) else value
         else:
             rest.append(token)
         i += 1

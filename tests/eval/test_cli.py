@@ -24,7 +24,7 @@ def _config(argv: list[str]):
 
     args = parser().parse_args(argv)
     model = EvalConfig if args.func is eval_cli.cmd_eval else CompareConfig
-    return args, cfg.load(model, cfg.config_file(args), eval_cli._given(args))
+    return args, cfg.load(model, cfg.config_file(args), cfg.overrides(args, {"model": "model"}))
 
 
 def test_eval_arguments():

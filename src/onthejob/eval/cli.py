@@ -32,7 +32,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from onthejob.eval.compare import evaluate_model
     from onthejob.eval.config import EvalConfig
 
-    config = cfg.load(EvalConfig, cfg.config_file(args), _given(args))
+    config = cfg.load(EvalConfig, cfg.config_file(args), cfg.overrides(args, {"model": "model"}))
     result = evaluate_model(config)
     evals = list(result.evals.values())
     print_side_by_side(evals, result.primary)
@@ -42,16 +42,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(result.verdict)
     say(f"reports: {result.paths['html']} (also report.md, report.json)")
     return 0
-
-
-def _given(args: argparse.Namespace) -> dict:
-    """The flags given, with a positional model (``ojt eval RUN``) as one of them."""
-    from onthejob import config as cfg
-
-    overrides = cfg.overrides(args)
-    if getattr(args, "model", None) is not None:
-        overrides["model"] = args.model
-    return overrides
 
 
 def print_side_by_side(evals: list, primary: str) -> None:
@@ -103,7 +93,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from onthejob.eval.compare import compare, leak_line
     from onthejob.eval.config import CompareConfig
 
-    config = cfg.load(CompareConfig, cfg.config_file(args), _given(args))
+    config = cfg.load(CompareConfig, cfg.config_file(args), cfg.overrides(args))
     result = compare(config)
     print(f"\n{'arm':<20} {'correct':>9} {result.primary:>14} {'token F1':>9} {'latency':>9} {'tokens':>7}")
     for arm, e in result.evals.items():

@@ -316,12 +316,12 @@ def leak_line(leak) -> int:
 
 def training_files(run) -> list[Path]:
     """The ``data.train`` paths of the run's config.yaml that exist here (relative ones from the cwd)."""
-    import yaml
+    from onthejob.config import read_yaml
 
     config = Path(run) / "config.yaml"
     if not config.is_file():
         return []
-    train = ((yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data") or {}).get("train") or []
+    train = (read_yaml(config).get("data") or {}).get("train") or []
     paths = [Path(t["path"] if isinstance(t, dict) else t) for t in train]
     return [p for p in paths if p.is_file()]
 

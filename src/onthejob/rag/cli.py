@@ -38,10 +38,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from onthejob.rag.index import index
     from onthejob.rag.stores import open_store
 
-    given = overrides(args)
-    if args.paths:
-        given["paths"] = args.paths
-    config = load(IndexConfig, config_file(args), given)
+    config = load(IndexConfig, config_file(args), overrides(args, {"paths": "paths"}))
     with open_store(config.store) as store:
         embedder = Embedder(config.embed_model) if config.embed_model else None
         report = index(config.paths, config.collection, store=store, embedder=embedder,
@@ -54,10 +51,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 def cmd_query(args: argparse.Namespace) -> int:
     from onthejob.rag.answer import Retriever, source_label
 
-    given = overrides(args)
-    if args.name:
-        given["collection"] = args.name
-    config = load(RetrievalConfig, config_file(args), given)
+    config = load(RetrievalConfig, config_file(args), overrides(args, {"collection": "name"}))
     if config.collection is None:
         raise ConfigError("no collection to query", fix='write ojt rag query NAME "QUESTION", or collection: in the --config file')
     with Retriever(config) as retriever:
@@ -156,7 +150,7 @@ def register(sub) -> None:
     p.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (.txt .md .html .pdf .docx .csv .jsonl); given, they replace paths: of the config file")
     add_config_file(p, what="index settings (IndexConfig keys)")
     add_options(p, IndexConfig, aliases=ALIASES, skip=("paths",), metavars=METAVARS)
-    p.set_defaults(func=cmd_index)
+    p.set_defaults(func=cmd_index, settings=True)
 
     # NAME is optional so that a config file can name the collection; argparse then takes flags
     # before NAME or after QUESTION, not between the two.
@@ -168,7 +162,7 @@ def register(sub) -> None:
     add_options(p, RetrievalConfig, aliases=ALIASES, skip=("threshold", "template"), metavars=METAVARS)
     p.add_argument("--chars", type=int, default=300, help="characters of each chunk to print (default: 300)")
     p.add_argument("--json", action="store_true", help="machine-readable output, full chunk text")
-    p.set_defaults(func=cmd_query)
+    p.set_defaults(func=cmd_query, settings=True)
 
     p = cmds.add_parser("eval", help="measure retrieval (hit@k, MRR, nDCG@10, latency) on questions with known sources")
     p.add_argument("name", metavar="NAME", help="collection")
