@@ -237,3 +237,24 @@ def test_an_internal_error_is_one_line_with_exit_70(capsys, monkeypatch):
     monkeypatch.setattr(cli, "cmd_train", broken)
     code, err, _ = run(capsys, ["train"])
     assert code == 70 and err == ["internal error: ZeroDivisionError: a bug (rerun with --debug for the traceback)"]
+
+
+# --- hostile config files and flags --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content,phrase", [
+    (bytes(range(128, 256)) * 8, "not UTF-8 text"),
+    (("[" * 100_000 + "]" * 100_000).encode(), "nested too deeply"),
+    (b"port: 1\n" + b"# padding\n" * 200_000, "too big for a config file"),
+    (b"- a list\n", "the top level must be a mapping"),
+    (b"port: [unclosed\n", "not valid YAML"),
+])
+def test_a_config_file_that_is_no_config_is_one_line(capsys, tmp_path, content, phrase):
+    path = tmp_path / "serve.yaml"
+    path.write_bytes(content)
+    one_line(capsys, ["serve", str(path)], "config", str(path), phrase)
+
+
+def test_an_unknown_flag_with_a_value_that_is_no_yaml_is_reported_with_its_key(capsys):
+    code, err, _ = run(capsys, ["train", "--data", "d.jsonl", "--foo", "[x"])
+    assert code == EXIT["config"] and any(line.startswith("  foo: unknown key") for line in err)

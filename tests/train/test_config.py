@@ -86,3 +86,12 @@ def test_another_methods_settings_are_a_cross_field_error():
     with pytest.raises(ConfigError) as e:
         cfg.validate({"data": {"train": [{"path": "a"}]}, "method": "ia3", "lora": {"r": 8}})
     assert e.value.problems == ["lora, method: lora settings are given but method is 'ia3'; drop the lora section or set method: lora"]
+
+
+def test_sizes_have_bounds():
+    with pytest.raises(ConfigError) as e:
+        cfg.validate({"data": {"train": [{"path": "a", "weight": 1e11}], "max_seq_len": 10**11},
+                      "micro_batch_size": 10**11, "epochs": 1e11, "lora": {"r": 10**11}})
+    assert [p.split(":")[0] for p in e.value.problems] == [
+        "data.train[0].weight", "data.max_seq_len", "lora.r", "epochs", "micro_batch_size"]
+    assert all("Input should be less than or equal to" in p for p in e.value.problems)

@@ -19,11 +19,21 @@ from onthejob import config
 from onthejob.config import Section, cross_field, merge, set_dotted  # noqa: F401 - train.config's own API
 from onthejob.models.registry import DEFAULT_MODEL
 
+# Bounds on the sizes a config sets: far above any real run, low enough that a typo (1e11 rows)
+# is an error naming the key rather than a run that exhausts memory or never ends.
+MAX_SEQ_LEN = 1 << 20  # tokens per row
+MAX_ROWS = 1 << 16  # rows per micro-step, micro-steps per step
+MAX_STEPS = 10**9
+MAX_EPOCHS = 10_000
+MAX_RANK = 1 << 14
+MAX_LAYERS = 10_000
+MAX_WEIGHT = 1000  # mixing weight: copies of a dataset per epoch
+
 
 
 class Dataset(Section):
     path: str = Field(description="a data file in any supported format (chat JSONL, Alpaca, ShareGPT, prompt/completion, CSV/TSV)")
-    weight: float = Field(1.0, gt=0, description="mixing weight: examples drawn per epoch = weight x examples in the file")
+    weight: float = Field(1.0, gt=0, le=MAX_WEIGHT, description="mixing weight: examples drawn per epoch = weight x examples in the file")
     format: str | None = Field(None, description="input format; null = detected from the file")
     map: dict[str, str] | None = Field(None, description="CSV/TSV column to role, e.g. {question: user, answer: assistant}")
     system: str | None = Field(None, description="a fixed system prompt added to every CSV/TSV example")
@@ -34,12 +44,12 @@ class DataConfig(Section):
     eval: str | None = Field(None, description="a separate eval file; null = hold out eval_split of the training data")
     eval_split: float = Field(0.0, ge=0, lt=1, description="fraction of the training data held out for eval when no eval file is given")
     train_on: Literal["all", "last", "sequence"] = Field("all", description="supervised tokens: every assistant turn, the last one, or the whole sequence")
-    max_seq_len: int = Field(1024, ge=16, description="longest row in tokens; longer examples are cut, shorter ones packed together")
+    max_seq_len: int = Field(1024, ge=16, le=MAX_SEQ_LEN, description="longest row in tokens; longer examples are cut, shorter ones packed together")
     pack: bool = Field(True, description="pack several examples per row (attention never crosses examples)")
 
 
 class LoraSection(Section):
-    r: int = Field(16, ge=1, description="rank of the low-rank update")
+    r: int = Field(16, ge=1, le=MAX_RANK, description="rank of the low-rank update")
     alpha: float = Field(32, gt=0, description="scaling numerator: the update is scaled by alpha / r (alpha / sqrt(r) with rslora)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter input")
     target_modules: str | list[str] = Field("all-linear", description='"all-linear" or a list of module names, e.g. [q_proj, v_proj]')
@@ -56,7 +66,7 @@ class OptimConfig(Section):
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW); 1e-3 suits LoRA on small models, use ~2e-4 for 7B+ or full fine-tuning")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
-    warmup_steps: int | None = Field(None, ge=0, description="linear warm-up steps; null = warmup_ratio of all steps")
+    warmup_steps: int | None = Field(None, ge=0, le=MAX_STEPS, description="linear warm-up steps; null = warmup_ratio of all steps")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="warm-up as a fraction of all steps, when warmup_steps is null")
     schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="learning-rate decay after warm-up")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="the schedule decays to lr x min_lr_ratio")
@@ -70,22 +80,22 @@ class TrainConfig(Section):
     method: Literal["lora", "ia3", "full"] = Field("lora", description="lora (PEFT, default), ia3 (PEFT) or full fine-tuning")
     lora: LoraSection | None = Field(None, description="LoRA settings (method: lora; defaults when left out)")
     ia3: IA3Section | None = Field(None, description="IA3 settings (method: ia3; defaults when left out)")
-    freeze_layers: int = Field(0, ge=0, description="leave the first N transformer layers untouched")
+    freeze_layers: int = Field(0, ge=0, le=MAX_LAYERS, description="leave the first N transformer layers untouched")
     optim: OptimConfig = Field(default_factory=OptimConfig, description="optimizer and learning-rate schedule")
-    epochs: float = Field(3, gt=0, description="passes over the (mixed) training data; fractions allowed")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
-    micro_batch_size: int = Field(2, ge=1, description="rows per forward/backward pass, per process")
-    grad_accum: int = Field(1, ge=1, description="micro-steps accumulated into one optimizer step")
+    epochs: float = Field(3, gt=0, le=MAX_EPOCHS, description="passes over the (mixed) training data; fractions allowed")
+    max_steps: int | None = Field(None, ge=1, le=MAX_STEPS, description="stop after this many optimizer steps (overrides epochs)")
+    micro_batch_size: int = Field(2, ge=1, le=MAX_ROWS, description="rows per forward/backward pass, per process")
+    grad_accum: int = Field(1, ge=1, le=MAX_ROWS, description="micro-steps accumulated into one optimizer step")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto = bf16 autocast where the hardware supports it (CPUs included), else fp32")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
     compile: bool = Field(False, description="torch.compile the model (opt-in; first steps are slow)")
-    loss_chunk: int = Field(2048, ge=64, description="supervised positions per chunk of the cross-entropy (bounds logits memory)")
+    loss_chunk: int = Field(2048, ge=64, le=MAX_SEQ_LEN, description="supervised positions per chunk of the cross-entropy (bounds logits memory)")
     seed: int = Field(0, description="seed for data order, splits, initialisation and dropout")
-    eval_every: int = Field(0, ge=0, description="evaluate every N steps (0 = only at the end)")
-    early_stopping_patience: int | None = Field(None, ge=1, description="stop after this many evaluations without a better eval loss")
-    save_every: int = Field(0, ge=0, description="checkpoint every N steps (0 = only at the end and on Ctrl-C)")
-    keep_checkpoints: int = Field(2, ge=1, description="keep the last K checkpoints")
-    log_every: int = Field(1, ge=1, description="write metrics every N steps")
+    eval_every: int = Field(0, ge=0, le=MAX_STEPS, description="evaluate every N steps (0 = only at the end)")
+    early_stopping_patience: int | None = Field(None, ge=1, le=MAX_STEPS, description="stop after this many evaluations without a better eval loss")
+    save_every: int = Field(0, ge=0, le=MAX_STEPS, description="checkpoint every N steps (0 = only at the end and on Ctrl-C)")
+    keep_checkpoints: int = Field(2, ge=1, le=1000, description="keep the last K checkpoints")
+    log_every: int = Field(1, ge=1, le=MAX_STEPS, description="write metrics every N steps")
 
     @model_validator(mode="before")
     @classmethod
