@@ -242,12 +242,19 @@ def test_an_internal_error_is_one_line_with_exit_70(capsys, monkeypatch):
 # --- hostile config files and flags --------------------------------------------------------------
 
 
+# "Billion laughs": nine levels of nine aliases, 387 million values from 400 bytes, under a typed key.
+_ALIAS_BOMB = ("a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, 9)) + "model: *a8\n").encode()
+
+
 @pytest.mark.parametrize("content,phrase", [
     (bytes(range(128, 256)) * 8, "not UTF-8 text"),
     (("[" * 100_000 + "]" * 100_000).encode(), "nested too deeply"),
     (b"port: 1\n" + b"# padding\n" * 200_000, "too big for a config file"),
     (b"- a list\n", "the top level must be a mapping"),
     (b"port: [unclosed\n", "not valid YAML"),
+    (_ALIAS_BOMB, "its YAML aliases expand to more than 100,000 values"),
+    (b"model: &m [*m]\n", "a YAML alias refers to itself"),
 ])
 def test_a_config_file_that_is_no_config_is_one_line(capsys, tmp_path, content, phrase):
     path = tmp_path / "serve.yaml"

@@ -34,12 +34,15 @@ from onthejob.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 DEST = "config:"  # argparse dest prefix of the flags made from fields
 MAX_CONFIG_BYTES = 1 << 20  # a config file is settings, not data: 1 MiB is far more than any needs
+# YAML aliases let a few hundred bytes stand for billions of values ("billion laughs"): a config
+# expands to at most this many values, counted before anything is built from it.
+MAX_CONFIG_VALUES = 100_000
 
 
 class Section(BaseModel):
     """Base of every config model: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class CrossFieldError(ValueError):
@@ -142,7 +145,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is too big for a config file (at most {MAX_CONFIG_BYTES:,})",
                           fix="name the config's YAML file, not a data file")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        loaded = safe_yaml(path.read_text(encoding="utf-8")) or {}
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e.message}", fix=e.fix) from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})", fix="name the config's YAML file") from None
     except RecursionError:
@@ -154,6 +159,34 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(loaded).__name__}")
     return loaded
+
+
+def safe_yaml(text: str) -> Any:
+    """YAML text as plain values, refusing aliases that expand past ``MAX_CONFIG_VALUES`` or
+    refer to themselves (the check walks the parsed nodes, where an alias is one shared node)."""
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    if node is None:
+        return None
+    _count_values(node, {}, set())
+    return yaml.safe_load(text)
+
+
+def _count_values(node: yaml.Node, seen: dict[int, int], open_: set[int]) -> int:
+    key = id(node)
+    if key in seen:
+        return seen[key]
+    if key in open_:
+        raise ConfigError("a YAML alias refers to itself", fix="write the values out; aliases may not contain themselves")
+    open_.add(key)
+    children = node.value if isinstance(node, yaml.SequenceNode) else \
+        [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else []
+    total = 1 + sum(_count_values(child, seen, open_) for child in children)
+    open_.discard(key)
+    if total > MAX_CONFIG_VALUES:
+        raise ConfigError(f"its YAML aliases expand to more than {MAX_CONFIG_VALUES:,} values",
+                          fix="a config is a few dozen settings; write them out instead of nesting aliases")
+    seen[key] = total
+    return total
 
 
 def load(model: type[M], path: str | Path | None = None, overrides: dict | list[str] | None = None, *,
@@ -180,8 +213,12 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
     """``set_dotted(t, "optim.lr", 1e-4)`` sets ``t["optim"]["lr"]``, making sections as needed."""
     *parents, leaf = key.split(".")
-    for part in parents:
+    for i, part in enumerate(parents):
         tree = tree.setdefault(part, {})
+        if not isinstance(tree, dict):
+            section = ".".join(parents[: i + 1])
+            raise ConfigError(f"{key}: {section} is already set to {tree!r}, so it has no key {leaf!r}",
+                              fix=f"give --{section} or --{key}, not both")
     tree[leaf] = value
 
 
@@ -215,9 +252,11 @@ def yaml_value(text: str) -> Any:
     """A flag's value read as YAML (``8`` -> 8, ``[q_proj, v_proj]`` -> a list, ``null`` -> None);
     text that is no valid YAML stays text, for validation to report with its key."""
     try:
-        return yaml.safe_load(text)
+        return safe_yaml(text)
     except (yaml.YAMLError, RecursionError):
         return text
+    except ConfigError as e:
+        raise ConfigError(f"{text[:40]!r}: {e.message}", fix=e.fix) from None
 
 
 # --- fields as command-line flags -------------------------------------------------------------

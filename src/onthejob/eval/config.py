@@ -41,7 +41,7 @@ class Evaluation(Section):
                                      description="decoding of every answer (greedy by default, so a rerun gives the same text)")
     rag: RetrievalConfig = Field(default_factory=RetrievalConfig, description="the document collection arms with RAG answer from (rag.collection)")
     batch_size: int = Field(16, ge=1, le=1024, description="questions answered at once")
-    seed: int = Field(0, description="seed for the bootstrap intervals, and for sampling when sampling.seed is none")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for the bootstrap intervals, and for sampling when sampling.seed is none")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="an optional judge model")
     general: str | None = Field(None, description="also score the models on this general instruction set (Alpaca/chat with answers): did fine-tuning cost general skills?")
     exclude_leaks: bool = Field(False, description="leave out eval questions that resemble the run's training examples (they are flagged either way)")

@@ -17,6 +17,7 @@ from onthejob.config import Section
 
 MAX_NEW_TOKENS = 32768  # longest answer anyone may ask for; a server caps it lower (max_tokens)
 MAX_STOP = 16  # stop strings per answer
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch's generator takes
 
 
 class SamplingParams(Section):
@@ -26,7 +27,7 @@ class SamplingParams(Section):
     temperature: float = Field(0.0, ge=0, le=100, description="0 = greedy (the most likely token); higher = more varied")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: sample from the smallest set of tokens with this probability mass")
     stop: list[str] = Field(default_factory=list, max_length=MAX_STOP, description="stop at the first of these strings; the text is cut before it")
-    seed: int | None = Field(None, description="same seed + same prompt = same sample; none = unseeded")
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1], description="same seed + same prompt = same sample; none = unseeded")
     ignore_eos: bool = Field(False, description="go on past end-of-turn tokens (kept in token_ids); for benchmarks")
 
     @field_validator("stop")

@@ -10,7 +10,7 @@ once, each naming its dotted path.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, model_validator
@@ -28,6 +28,8 @@ MAX_EPOCHS = 10_000
 MAX_RANK = 1 << 14
 MAX_LAYERS = 10_000
 MAX_WEIGHT = 1000  # mixing weight: copies of a dataset per epoch
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+Beta = Annotated[float, Field(ge=0, lt=1)]  # an AdamW moment decay: 1 or more never forgets, <0 diverges
 
 
 
@@ -65,7 +67,7 @@ class IA3Section(Section):
 class OptimConfig(Section):
     lr: float = Field(1e-3, gt=0, description="peak learning rate (AdamW); 1e-3 suits LoRA on small models, use ~2e-4 for 7B+ or full fine-tuning")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas")
+    betas: tuple[Beta, Beta] = Field((0.9, 0.999), description="AdamW betas")
     warmup_steps: int | None = Field(None, ge=0, le=MAX_STEPS, description="linear warm-up steps; null = warmup_ratio of all steps")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="warm-up as a fraction of all steps, when warmup_steps is null")
     schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="learning-rate decay after warm-up")
@@ -90,7 +92,7 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: less memory, ~30% slower")
     compile: bool = Field(False, description="torch.compile the model (opt-in; first steps are slow)")
     loss_chunk: int = Field(2048, ge=64, le=MAX_SEQ_LEN, description="supervised positions per chunk of the cross-entropy (bounds logits memory)")
-    seed: int = Field(0, description="seed for data order, splits, initialisation and dropout")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed for data order, splits, initialisation and dropout")
     eval_every: int = Field(0, ge=0, le=MAX_STEPS, description="evaluate every N steps (0 = only at the end)")
     early_stopping_patience: int | None = Field(None, ge=1, le=MAX_STEPS, description="stop after this many evaluations without a better eval loss")
     save_every: int = Field(0, ge=0, le=MAX_STEPS, description="checkpoint every N steps (0 = only at the end and on Ctrl-C)")
