@@ -85,22 +85,13 @@ def cmd_data_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
-    from onthejob.data.readers import read_examples
-    from onthejob.data.split import split_examples
-    from onthejob.fsutil import write_jsonl
+    from onthejob.data.split import split_file
 
     if not 0 <= args.eval_split < 1:
         raise ConfigError(f"--eval-split {args.eval_split}: the fraction held out must be at least 0 and below 1", fix="e.g. --eval-split 0.1")
-    result = read_examples(args.file, **_read_args(args))
-    if result.errors:
-        raise DataError(
-            f"{args.file} has {len(result.errors)} errors; first: {result.errors[0]}",
-            fix=f"run: ojt data check {args.file}",
-        )
-    train, held = split_examples(result.examples, eval_fraction=args.eval_split, seed=args.seed)
-    write_jsonl(args.train_out, (e.to_record() for e in train))
-    write_jsonl(args.eval_out, (e.to_record() for e in held))
-    _say(f"{len(train)} training examples -> {args.train_out}; {len(held)} eval examples -> {args.eval_out}")
+    n_train, n_eval = split_file(args.file, train_out=args.train_out, eval_out=args.eval_out,
+                                 eval_fraction=args.eval_split, seed=args.seed, **_read_args(args))
+    _say(f"{n_train} training examples -> {args.train_out}; {n_eval} eval examples -> {args.eval_out}")
     return 0
 
 

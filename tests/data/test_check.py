@@ -59,6 +59,7 @@ def fake_tokenize(example, tokenizer, *, train_on="all"):
 def fake_template(monkeypatch):
     module = types.ModuleType("onthejob.data.template")
     module.tokenize_example = fake_tokenize
+    module.supports_tools = lambda tokenizer: True
     monkeypatch.setitem(sys.modules, "onthejob.data.template", module)
 
 
@@ -232,7 +233,9 @@ def test_too_long_is_an_error_only_when_every_supervised_token_is_cut(tmp_path, 
 def test_tokenizer_counts_decide_supervision_and_template_errors_are_reported(tmp_path, fake_template):
     record = chat("s:S", "u:q", "a:x")
     record["messages"][2]["weight"] = 0
-    tool_record = chat("s:S", "u:q2", "t:result", "a:y")
+    tool_record = chat("s:S", "u:q2", "a:", "t:result", "a:y")
+    tool_record["messages"][2] = {"role": "assistant", "content": None, "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "{}"}}]}
     path = write_jsonl(tmp_path / "d.jsonl", [record, tool_record])
     report = check_file(path, tokenizer="no-tools")
     assert found(report.errors) == [("error", "no_supervised_tokens", 1, None),

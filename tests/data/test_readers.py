@@ -153,7 +153,7 @@ def test_format_override_wins_over_detection(tmp_path):
     (lambda p: p.write_text(""), "empty"),
     (lambda p: p.write_text("\n  \n"), "empty"),
     (lambda p: p.write_text('{"text": "x"}\n{"body": 1}\n'), r"cannot tell the format.*\['text'\].*--format"),
-    (lambda p: p.write_bytes(b'{"messages": "\xff"}'), "not UTF-8"),
+    (lambda p: p.write_bytes(b'[{"messages": "\xff"}]'), "d.jsonl:1: not UTF-8"),
 ])
 def test_file_level_faults_raise_one_data_error(tmp_path, setup, match):
     path = tmp_path / "d.jsonl"
@@ -306,3 +306,34 @@ def test_shared_glaive_tool_calls_and_v1_weights():
     assert all(t["function"]["name"] for ex in glaive.examples for t in ex.tools or [])
     v1 = read_examples(shared("formats/v1_sft_demo.jsonl"))
     assert {(m["role"], m["weight"]) for ex in v1.examples for m in ex.messages} == {("user", 0), ("assistant", 1)}
+
+
+# ------------------------------------------------------------------------- tool results
+
+
+CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+
+
+@pytest.mark.parametrize("messages, index", [
+    ([{"role": "user", "content": "q"}, {"role": "tool", "content": "r"}, {"role": "assistant", "content": "a"}], 1),
+    ([{"role": "tool", "content": "r"}, {"role": "assistant", "content": "a"}], 0),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": [CALL]},
+      {"role": "assistant", "content": "hm"}, {"role": "function", "content": "r"}], 3),
+])
+def test_a_tool_message_that_answers_no_tool_call_is_an_error(tmp_path, messages, index):
+    result = read_examples(write_jsonl(tmp_path / "d.jsonl", [{"messages": messages}]))
+    assert codes(result) == [("tool_without_call", 1, index)] and result.examples == []
+    assert "answers no tool call" in result.problems[0].message
+
+
+def test_tool_messages_after_a_tool_call_are_fine(tmp_path):
+    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": None, "tool_calls": [CALL, CALL]},
+                {"role": "tool", "content": "r1"}, {"role": "tool", "content": "r2"},
+                {"role": "assistant", "content": "a"}]
+    assert read_examples(write_jsonl(tmp_path / "d.jsonl", [{"messages": messages}])).problems == []
+
+
+def test_a_sharegpt_observation_without_a_function_call_is_an_error(tmp_path):
+    turns = [{"from": "human", "value": "q"}, {"from": "observation", "value": "r"}, {"from": "gpt", "value": "a"}]
+    result = read_examples(write_jsonl(tmp_path / "s.jsonl", [{"conversations": turns}]))
+    assert codes(result) == [("tool_without_call", 1, 1)] and result.examples == []

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from onthejob.data.files import loads
 from onthejob.data.schema import MESSAGE_KEYS, ROLES, Problem
 
 # loss_weight is LLaMA-Factory's spelling of weight; we accept it and write weight.
@@ -45,10 +46,29 @@ def chat_messages(raw: Any, faults: Faults, key: str = "messages") -> list[dict]
     messages, n_calls = [], 0
     for i, msg in enumerate(raw):
         out = chat_message(msg, i, faults, n_calls)
-        if out is not None:
+        if out is not None and out["role"] == "tool" and (fault := tool_result_fault(raw[i - 1] if i else None)):
+            faults.error("tool_without_call", f"tool message answers no tool call: {fault}",
+                         "put the assistant message with the tool_calls it answers right before it, "
+                         "or delete it", i)
+        elif out is not None:
             messages.append(out)
             n_calls += len(out.get("tool_calls") or ())
     return messages
+
+
+def tool_result_fault(previous: Any) -> str | None:
+    """Why a tool result cannot come after ``previous`` (a raw or canonical message, None at the
+    start), or None when it can: right after an assistant message with tool calls, or after
+    another tool result. A result that answers nothing would train the model on an invented call."""
+    if previous is None:
+        return "no assistant message with tool_calls comes before it"
+    role = previous.get("role") if isinstance(previous, dict) else None
+    if role in ("tool", "function"):
+        return None
+    if role == "assistant" and (previous.get("tool_calls") or previous.get("function_call")):
+        return None
+    what = f"a {role} message" if isinstance(role, str) else json_kind(previous)
+    return f"it follows {what}, not an assistant message with tool_calls"
 
 
 def chat_message(msg: Any, index: int, faults: Faults, n_calls: int = 0) -> dict | None:
@@ -93,6 +113,8 @@ def canonical_tool_calls(calls: Any, first_id: int) -> list[dict] | None:
         fn = call.get("function", call) if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
             return None
+        if not isinstance(call.get("id") or "", str):
+            return None
         args = fn.get("arguments", {})
         if not isinstance(args, str):
             args = json.dumps(args, ensure_ascii=False)
@@ -105,7 +127,7 @@ def record_tools(record: dict, faults: Faults) -> list[dict] | None:
     """The record's "tools" as OpenAI tool specs, or None (reporting a fault when unreadable)."""
     try:
         return _tools(record.get("tools"))
-    except ValueError as e:  # json.JSONDecodeError is a ValueError too
+    except ValueError as e:
         faults.error("wrong_type", f"tools cannot be read: {e}",
                      'give tools as a list of {"type": "function", "function": {...}}')
         return None
@@ -116,10 +138,14 @@ def _tools(tools: Any) -> list[dict] | None:
     if tools is None or tools == "" or tools == []:
         return None
     if isinstance(tools, str):
-        tools = json.loads(tools)
+        tools = loads(tools)
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise ValueError("tools must be a list of objects")
-    return [t if "function" in t else {"type": "function", "function": t} for t in tools]
+    specs = [t if "function" in t else {"type": "function", "function": t} for t in tools]
+    for i, spec in enumerate(specs):
+        if not (isinstance(spec["function"], dict) and isinstance(spec["function"].get("name"), str)):
+            raise ValueError(f"tool {i} has no function name (a string)")
+    return specs
 
 
 def _text(content: Any) -> str | None:

@@ -8,24 +8,28 @@ built-ins do. A reader never raises on a bad record: it reports each fault as a 
 the file, 1-based line and message index) and keeps reading, so one run shows every fault. Only a
 record with no faults becomes an ``Example``, so later stages can trust the canonical shape. It
 raises ``DataError`` only when the file as a whole cannot be read or its format cannot be told.
+How files are opened and their JSON decoded (size limits, encodings) is ``data/files.py``.
 
-Codes reported here: ``malformed_json``, ``data_type`` (record is not an object),
-``missing_messages_list``, ``message_missing_key``, ``message_unrecognized_key``,
-``unrecognized_role``, ``missing_content`` (None content where text is needed), ``missing_field``
-(alpaca / prompt-completion key absent), ``wrong_type``; the per-message ones come from
-``data/messages.py``. Checks on well-formed examples (duplicates, lengths, missing turns) live in
-``data/check.py``.
+Codes reported here: ``data_type`` (record is not an object), ``missing_messages_list``,
+``message_missing_key``, ``message_unrecognized_key``, ``unrecognized_role``, ``missing_content``
+(None content where text is needed), ``missing_field`` (alpaca / prompt-completion key absent),
+``wrong_type``, ``tool_without_call`` (a tool result that answers no tool call); the per-message
+ones come from ``data/messages.py``, and those of a record that cannot be decoded
+(``malformed_json``, ``invalid_utf8``, ``record_too_large``, ``too_deep``, ``number_too_long``,
+``lone_surrogate``; the warning ``duplicate_key``) from ``data/files.py``. Checks on well-formed
+examples (duplicates, lengths, missing turns) live in ``data/check.py``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from onthejob.data.files import JsonDecoder, binary_lines, json_records, loads, lone_surrogate, require_file
 from onthejob.data.messages import (  # noqa: F401 - ALLOWED_MESSAGE_KEYS, chat_message: kept importable here
     ALLOWED_MESSAGE_KEYS,
     Faults,
@@ -92,9 +96,7 @@ def read_examples(
     """Read ``path`` into canonical examples plus the problems met; see the module docstring."""
     source = str(path)
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{source}: no such file", fix="check the path")
-    if path.stat().st_size == 0:
+    if require_file(path, source) == 0:
         raise DataError(f"{source}: the file is empty", fix="give a file with at least one example")
     name = format or _detect(path, source)
     if name not in FORMATS:
@@ -103,6 +105,8 @@ def read_examples(
         )
     if mapping and name != "csv":
         raise DataError(f"{source}: --map only applies to CSV/TSV files, not format {name!r}")
+    if system is not None and lone_surrogate(system):
+        raise DataError("--system holds bytes that are not UTF-8", fix="write the system prompt as UTF-8 text")
     result = FORMATS[name](path, ReadOptions(source, mapping, system))
     result.format = name
     return result
@@ -111,9 +115,11 @@ def read_examples(
 def convert(in_path: str | Path, out_path: str | Path, **read_kwargs: Any) -> int:
     """Write ``in_path`` as canonical chat JSONL to ``out_path``; returns the number of examples.
 
-    Refuses when the input has errors, so a converted file never silently drops records."""
-    from onthejob.fsutil import write_jsonl
+    Refuses when the input has errors, so a converted file never silently drops records, and an
+    output that is the input or a directory (``data/outputs.py``)."""
+    from onthejob.data.outputs import check_outputs, write_jsonl_files
 
+    check_outputs([in_path], [("--out", out_path)])
     result = read_examples(in_path, **read_kwargs)
     if result.errors:
         first = "\n".join(f"  {p}" for p in result.errors[:5])
@@ -122,7 +128,7 @@ def convert(in_path: str | Path, out_path: str | Path, **read_kwargs: Any) -> in
                         f"convert again (ojt data check {in_path} lists all). First:\n{first}")
     if not result.examples:
         raise DataError(f"{in_path}: no examples found; nothing written")
-    return write_jsonl(out_path, (ex.to_record() for ex in result.examples))
+    return write_jsonl_files([(out_path, (ex.to_record() for ex in result.examples))])[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -133,8 +139,9 @@ def _detect(path: Path, source: str) -> str:
     if path.suffix.lower() in EXTENSIONS:
         return EXTENSIONS[path.suffix.lower()]
     first = None
-    for _line, record in _json_records(path, source):
-        if isinstance(record, dict):
+    for rec in json_records(path, source, _record_keys()):
+        record = rec.value
+        if rec.ok and isinstance(record, dict):
             # The first record that fits a format decides, so one faulty record cannot hide it.
             for name, keys in DETECT_KEYS.items():
                 if all(k in record for k in keys):
@@ -148,104 +155,30 @@ def _detect(path: Path, source: str) -> str:
     return "chat"  # no object record at all: the chat reader reports every malformed line
 
 
-def _read_text(path: Path, source: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{source}: not UTF-8 text ({e.reason} at byte {e.start})",
-                        fix="re-save the file as UTF-8") from e
-    except OSError as e:
-        raise DataError(f"{source}: cannot read the file: {e.strerror}") from e
-
-
-def _json_records(path: Path, source: str) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line, record)``; a record that is not valid JSON is yielded as a Problem.
-
-    Handles a JSON array, an object holding the records in a list under some key, a single JSON
-    object, and JSONL (one record per line), whatever the file's extension."""
-    text = _read_text(path, source)
-    if not text.strip():
-        raise DataError(f"{source}: the file is empty", fix="give a file with at least one example")
-    head = text.lstrip()[0]
-    if head == "[":
-        yield from _json_array(text, source)
-        return
-    if head == "{":
-        try:
-            whole = json.loads(text)
-        except json.JSONDecodeError:
-            whole = None  # several objects: JSONL
-        if isinstance(whole, dict):
-            if any(k in whole for keys in DETECT_KEYS.values() for k in keys):
-                yield 1, whole
-                return
-            lists = [v for v in whole.values() if isinstance(v, list)]
-            if lists:
-                # Records nested in an object: no cheap way to their lines, so number them 1, 2, ...
-                yield from enumerate(lists[0], start=1)
-                return
-    yield from jsonl_records(text, source)
+def _record_keys() -> set[str]:
+    """Keys that make a lone JSON object a record rather than a wrapper around the records."""
+    return {k for keys in DETECT_KEYS.values() for k in keys}
 
 
 def jsonl_records(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    """``(line, record)`` for each non-blank line of JSONL ``text``; a line that is not valid
-    JSON is yielded as a ``Problem`` naming ``source:line``. The one JSONL line reader: lines
-    split on "\n" only, since str.splitlines() would also split on U+2028, legal inside JSON
-    strings."""
+    """``(line, record)`` for each non-blank line of JSONL ``text``; a line that cannot be decoded
+    is yielded as its error ``Problem`` naming ``source:line`` (warnings are dropped). Lines split
+    on "\n" only, since str.splitlines() would also split on U+2028, legal inside JSON strings."""
+    decoder = JsonDecoder(source)
     for i, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield i, json.loads(line)
-        except json.JSONDecodeError as e:
-            yield i, _malformed(source, i, e)
-
-
-def _json_array(text: str, source: str) -> Iterator[tuple[int, Any]]:
-    """Decode array items one by one so each record knows the line it starts on."""
-    decoder = json.JSONDecoder()
-    pos, line, counted = text.index("[") + 1, 1, 0
-    while True:
-        pos = _skip_space(text, pos)
-        if pos >= len(text) or text[pos] == "]":
-            return
-        line += text.count("\n", counted, pos)
-        counted = pos
-        try:
-            record, pos = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as e:
-            # A broken array cannot be resynchronised reliably: report it and stop.
-            yield e.lineno, _malformed(source, e.lineno, e)
-            return
-        yield line, record
-        pos = _skip_space(text, pos)
-        if pos < len(text) and text[pos] == ",":
-            pos += 1
-        elif pos < len(text) and text[pos] != "]":
-            at = line + text.count("\n", counted, pos)
-            yield at, Problem("error", "malformed_json", "expected ',' or ']' after this record",
-                              "separate the records of the array with commas", source, at)
-            return
-
-
-def _skip_space(text: str, pos: int) -> int:
-    while pos < len(text) and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-def _malformed(source: str, line: int, e: json.JSONDecodeError) -> Problem:
-    return Problem("error", "malformed_json", f"invalid JSON: {e.msg} (column {e.colno})",
-                   "fix the JSON syntax on this line", source, line)
+        if line.strip():
+            rec = decoder.line(line, i)
+            yield i, rec.value if rec.ok else next(p for p in rec.problems if p.severity == "error")
 
 
 def _read_records(path: Path, opts: ReadOptions, convert_record: RecordConverter) -> ReadResult:
     """Shared loop of the JSON formats: one Example per clean record, every fault reported."""
     result = ReadResult()
-    for line, record in _json_records(path, opts.source):
-        if isinstance(record, Problem):
-            result.problems.append(record)
+    for rec in json_records(path, opts.source, _record_keys()):
+        result.problems.extend(rec.problems)
+        if not rec.ok:
             continue
+        record, line = rec.value, rec.line
         faults = Faults(opts.source, line)
         if not isinstance(record, dict):
             faults.error("data_type", f"record is {json_kind(record)}, not an object",
@@ -299,6 +232,10 @@ def sharegpt_record(record: dict, faults: Faults, opts: ReadOptions):
             faults.error("message_missing_key", "turn needs 'from' and 'value'",
                          'write each turn as {"from": "human", "value": "..."}', i)
             continue
+        if not isinstance(turn["from"], str):
+            faults.error("wrong_type", f"'from' is {json_kind(turn['from'])}, not a string",
+                         "use one of " + ", ".join(SHAREGPT_ROLES), i)
+            continue
         role = SHAREGPT_ROLES.get(turn["from"])
         if role is None:
             faults.error("unrecognized_role", f"'from' is {turn['from']!r}",
@@ -315,6 +252,12 @@ def sharegpt_record(record: dict, faults: Faults, opts: ReadOptions):
             pending = [c["id"] for c in tool_calls]
             messages.append({"role": "assistant", "content": None, "tool_calls": tool_calls})
         elif role == "tool":
+            previous = turns[i - 1] if i else None
+            if not (isinstance(previous, dict) and previous.get("from") in ("function_call", "observation")):
+                faults.error("tool_without_call", "observation answers no tool call: no function_call "
+                             "turn comes right before it", "put the function_call it answers before it, "
+                             "or delete it", i)
+                continue
             msg = {"role": "tool", "content": turn["value"]}
             if pending:
                 msg["tool_call_id"] = pending.pop(0)
@@ -328,9 +271,9 @@ def _sharegpt_calls(value: str, n_calls: int, faults: Faults, index: int) -> lis
     """A function_call turn's value, {"name", "arguments"} or a list of them, as OpenAI tool calls."""
     fix = 'write it as {"name": ..., "arguments": {...}}'
     try:
-        calls = json.loads(value)
-    except json.JSONDecodeError as e:
-        faults.error("malformed_json", f"function_call value is not JSON: {e.msg}", fix, index)
+        calls = loads(value)
+    except ValueError as e:
+        faults.error("malformed_json", f"function_call value is not JSON: {e}", fix, index)
         return None
     tool_calls = canonical_tool_calls(calls if isinstance(calls, list) else [calls], n_calls)
     if tool_calls is None:
@@ -389,16 +332,28 @@ def prompt_completion_record(record: dict, faults: Faults, opts: ReadOptions):
 @register_format("csv", extensions=(".csv", ".tsv"))
 def read_csv(path: Path, opts: ReadOptions) -> ReadResult:
     """CSV/TSV with a header row; ``opts.mapping`` says which column holds which role."""
+    lines = _csv_lines(path, opts.source)
+    first = next(lines, "")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else max(",;\t|", key=first.count)
+    reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as f:  # newline="": csv's own quoting
-            first = f.readline()
-            f.seek(0)
-            delimiter = "\t" if path.suffix.lower() == ".tsv" else max(",;\t|", key=first.count)
-            return _csv_rows(csv.reader(f, delimiter=delimiter), opts)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{opts.source}: not UTF-8 text", fix="re-save the file as UTF-8") from e
+        return _csv_rows(reader, opts)
     except csv.Error as e:
-        raise DataError(f"{opts.source}: cannot parse as CSV: {e}") from e
+        raise DataError(f"{opts.source}:{reader.line_num}: cannot parse as CSV: {e}",
+                        fix="check the quoting of this row") from e
+
+
+def _csv_lines(path: Path, source: str) -> Iterator[str]:
+    """The file's lines as text, newlines kept (csv's own quoting handles them). A faulty line
+    is a DataError: a row cut short inside a quoted field would shift every row after it."""
+    for number, raw in binary_lines(path, source):
+        if isinstance(raw, Problem):
+            raise DataError(f"{source}:{number}: {raw.message}", fix=raw.fix)
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(f"{source}:{number}: not UTF-8 text ({e.reason} at byte column {e.start + 1})",
+                            fix="re-save the file as UTF-8") from e
 
 
 def _csv_rows(reader: Any, opts: ReadOptions) -> ReadResult:

@@ -1,6 +1,7 @@
 """Split examples into train and eval sets, keeping duplicates together.
 
     ojt train config.yaml          # eval_fraction in the config; the split happens here
+    ojt data split data.jsonl --eval-split 0.1 --train-out train.jsonl --eval-out eval.jsonl
 
 Examples whose text is the same after normalising case and whitespace share a ``content_key``.
 Groups of equal keys go wholly to one side, so the eval set never scores a memorised example.
@@ -14,8 +15,13 @@ import json
 import math
 import random
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
+from onthejob.data.outputs import check_outputs, write_jsonl_files
+from onthejob.data.readers import read_examples
 from onthejob.data.schema import Example
+from onthejob.errors import DataError
 
 
 def _normalise(text: str | None) -> str:
@@ -33,7 +39,8 @@ def content_key(example: Example, *, exact: bool = False) -> str:
         for m in example.messages
     ]
     payload = json.dumps([parts, example.tools or []], sort_keys=True, ensure_ascii=False)
-    return hashlib.sha1(payload.encode("utf-8")).hexdigest()
+    # surrogatepass: a third-party reader may let a lone surrogate through; hashing must not fail.
+    return hashlib.sha1(payload.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def split_examples(
@@ -68,3 +75,19 @@ def split_examples(
     train = [ex for i, ex in enumerate(examples) if i not in eval_idx]
     evals = [ex for i, ex in enumerate(examples) if i in eval_idx]
     return train, evals
+
+
+def split_file(
+    path: str | Path, *, train_out: str | Path, eval_out: str | Path, eval_fraction: float, seed: int,
+    **read_kwargs: Any,
+) -> tuple[int, int]:
+    """``ojt data split``: write the train and eval sides of ``path`` as JSONL, both or neither;
+    returns their sizes. Outputs that are the input, each other or a directory are refused first."""
+    check_outputs([path], [("--train-out", train_out), ("--eval-out", eval_out)])
+    result = read_examples(path, **read_kwargs)
+    if result.errors:
+        raise DataError(f"{path} has {len(result.errors)} errors; first: {result.errors[0]}",
+                        fix=f"run: ojt data check {path}")
+    train, held = split_examples(result.examples, eval_fraction=eval_fraction, seed=seed)
+    write_jsonl_files([(train_out, (e.to_record() for e in train)), (eval_out, (e.to_record() for e in held))])
+    return len(train), len(held)

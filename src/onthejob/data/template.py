@@ -32,6 +32,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from onthejob.data.files import loads
 from onthejob.data.schema import Example
 from onthejob.errors import DataError
 
@@ -168,9 +169,9 @@ def _tool_call_text(call: dict[str, Any]) -> str:
     args = fn.get("arguments", {})
     if isinstance(args, str):
         try:
-            args = json.loads(args)
+            args = loads(args)
         except ValueError:
-            pass  # not JSON: keep the string as written
+            pass  # not plain JSON: keep the string as written
     return "<tool_call>\n" + json.dumps({"name": fn.get("name"), "arguments": args}, ensure_ascii=False) + \
         "\n</tool_call>"
 
@@ -289,7 +290,8 @@ def _labels_from_spans(ids: list[int], offsets: list[tuple[int, int]], spans) ->
 
 def _tool_name(item: dict[str, Any]) -> str | None:
     fn = item.get("function", item)
-    return fn.get("name") if isinstance(fn, dict) else None
+    name = fn.get("name") if isinstance(fn, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def _check_tools_rendered(tools: list[dict[str, Any]], full: str, where: str) -> None:
