@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from onthejob.serve.connection import uvicorn_options
 from tests.runs import save_base, save_lora
 from tests.tiny import CHATML_TEMPLATE, tiny_tokenizer
 
@@ -32,7 +33,7 @@ def make_world(root: Path) -> dict[str, Path]:
 
 
 class ServerThread:
-    """uvicorn serving ``app`` on a free loopback port, in a daemon thread."""
+    """uvicorn serving ``app`` (from ``create_app``) on a free loopback port, in a daemon thread."""
 
     def __init__(self, app):
         import uvicorn
@@ -44,7 +45,8 @@ class ServerThread:
         self.root = f"http://127.0.0.1:{self.port}"
         self.url = self.root + "/v1"
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        options = uvicorn_options(app.state.ojt.config)  # what ``ojt serve`` runs with
+        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="on", **options))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 10

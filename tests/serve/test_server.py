@@ -19,15 +19,10 @@ from onthejob.generate.engine import Engine
 from onthejob.generate.sampling import SamplingParams
 from onthejob.serve.config import ServeConfig
 from onthejob.serve.server import create_app
-from tests.serve.server_helpers import ServerThread, make_world, raw
+from tests.serve.server_helpers import ServerThread, raw
 
 KEY = "test-key"
 HELLO = [{"role": "user", "content": "Hello! How can I help you today?"}]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return make_world(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +267,7 @@ def test_503_while_loading_and_admin_off_without_a_key(world, monkeypatch):
         assert status == 503 and body["error"]["code"] == "model_loading"
         gate.set()
         s.wait_ready()
+        assert raw("GET", s.root + "/health")[1]["models"] == ["base"]  # no key set: loopback, names shown
         plain = openai.OpenAI(base_url=s.url, api_key="anything", max_retries=0)  # no key set: any key works
         assert _chat(plain, "base").choices[0].message.content
         assert raw("POST", s.root + "/admin/adapters", {"name": "a", "path": "alpha"})[0] == 403

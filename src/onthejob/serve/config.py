@@ -31,6 +31,7 @@ class ServeConfig(Section):
     max_queue: int = Field(64, ge=1, le=100_000, description="answers waiting beyond the batch before requests get 429")
     max_tokens: int = Field(2048, ge=1, le=MAX_NEW_TOKENS, description="the most tokens one answer may ask for")
     max_request_bytes: int = Field(1_000_000, ge=1, le=1 << 30, description="largest request body before 413")
+    read_timeout: float = Field(30.0, gt=0, le=3600, description="seconds a request's headers and body may take to arrive before its connection is dropped")
     timeout: float = Field(600.0, gt=0, le=86_400, description="seconds one request may take before it is stopped")
     device: str | None = Field(None, description="cpu, cuda, cuda:1 ...; none = cuda when there is one, else cpu")
 

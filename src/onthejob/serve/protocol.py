@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MAX_N = 8  # choices per request
 MAX_STOP = 4  # stop strings per request, as OpenAI
+SEED_RANGE = (-(2**63), 2**63 - 1)  # int64, as OpenAI; choice i gets seed + i, which the engine still takes
 
 
 class APIError(Exception):
@@ -49,7 +50,7 @@ class _Request(BaseModel):
     top_p: float | None = Field(None, gt=0, le=1)
     max_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     stream: bool = False
     stream_options: StreamOptions | None = None
 

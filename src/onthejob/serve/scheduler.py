@@ -327,9 +327,12 @@ def inside(path: str, folders: list[Path]) -> Path:
         raise ServeError("bad_request", "path must be a non-empty string", param="path")
     for folder in folders:
         root = folder.resolve()
-        candidate = (root / path).resolve()  # an absolute path replaces root here
-        if candidate.is_relative_to(root) and candidate.exists():
-            return candidate
+        try:
+            candidate = (root / path).resolve()  # an absolute path replaces root here
+            if candidate.is_relative_to(root) and candidate.exists():
+                return candidate
+        except OSError:  # a name too long for the file system, a symlink loop: not an adapter here
+            continue
     allowed = ", ".join(str(f) for f in folders)
     raise ServeError("bad_request", f"path {path!r} is not an adapter inside the adapter folders ({allowed})", param="path")
 

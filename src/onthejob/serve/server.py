@@ -3,7 +3,8 @@
     ojt serve --adapter support=runs/support --api-key "$KEY"     # http://127.0.0.1:8000/v1
 
 Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both also streamed
-as server-sent events), POST /v1/embeddings, GET /health, GET /metrics, and, behind the API key,
+as server-sent events), POST /v1/embeddings, GET /health (it names the models only to callers
+with the API key, when one is set), GET /metrics, and, behind the API key,
 POST /admin/adapters and DELETE /admin/adapters/{name}. The server listens at once and loads the
 model in the background; until then model requests get 503. Each request's rows go to the
 scheduler thread; their text comes back through an asyncio queue per request. A client that
@@ -25,14 +26,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from onthejob.errors import OjtError
 from onthejob.generate.sampling import SamplingParams
 from onthejob.serve import protocol as api
+from onthejob.serve.body import read_json
 from onthejob.serve.config import ServeConfig
+from onthejob.serve.connection import uvicorn_options
 from onthejob.serve.metrics import Metrics
 from onthejob.serve.scheduler import EngineView, Event, Scheduler, ServeError, inside
 
@@ -91,11 +93,20 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
         return JSONResponse(api.APIError(e.status_code, str(e.detail), code="not_found" if e.status_code == 404 else None).body(),
                             status_code=e.status_code)
 
+    @app.exception_handler(Exception)
+    async def _bug(_request, _e: Exception):  # Starlette logs the traceback after sending this
+        return JSONResponse(api.APIError(500, "internal server error: a bug in ojt serve (its log has the traceback)",
+                                         type="server_error", code="internal_error").body(), status_code=500)
+
     @app.get("/health")
-    async def health():
+    async def health(request: Request):
+        named = _has_key(state, request)  # names (and load errors, with paths) only for key holders
         if state.scheduler is None:
-            return JSONResponse({"status": "error" if state.error else "loading", "error": state.error}, status_code=503)
-        return {"status": "ok", "models": sorted(state.scheduler.models)}
+            body = {"status": "error" if state.error else "loading"} | ({"error": state.error} if named else {})
+            return JSONResponse(body, status_code=503)
+        models = dict(state.scheduler.models)  # a copy: an admin request may change it meanwhile
+        counts = {kind: sum(m.kind == kind for m in models.values()) for kind in ("base", "adapter", "rag")}
+        return {"status": "ok", "counts": counts} | ({"models": sorted(models)} if named else {})
 
     @app.get("/metrics")
     async def metrics():
@@ -112,7 +123,7 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
         _authorize(state, request)
-        req = await _parse(state, request, api.ChatRequest)
+        req = await read_json(request, api.ChatRequest, limit=config.max_request_bytes)
         sched = state.ready()
         model = _model(sched, req.model)
         messages = [m.as_dict() for m in req.messages]
@@ -124,7 +135,7 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
     @app.post("/v1/completions")
     async def completions(request: Request):
         _authorize(state, request)
-        req = await _parse(state, request, api.CompletionRequest)
+        req = await read_json(request, api.CompletionRequest, limit=config.max_request_bytes)
         sched = state.ready()
         model = _model(sched, req.model)
         if model.kind == "rag":
@@ -135,7 +146,7 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):
         _authorize(state, request)
-        req = await _parse(state, request, api.EmbeddingRequest)
+        req = await read_json(request, api.EmbeddingRequest, limit=config.max_request_bytes)
         if req.model.lower() != EMBEDDING_MODEL:
             raise api.APIError(404, f"embedding model {req.model!r} does not exist (use {EMBEDDING_MODEL})",
                                param="model", code="model_not_found")
@@ -146,7 +157,7 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
     @app.post("/admin/adapters", status_code=201)
     async def load_adapter(request: Request):
         _authorize(state, request, admin=True)
-        req = await _parse(state, request, api.AdapterRequest)
+        req = await read_json(request, api.AdapterRequest, limit=config.max_request_bytes)
         sched = state.ready()
         folder = _serve_call(lambda: inside(req.path, state.config.adapter_dirs))
         model = await run_in_threadpool(_serve_call, lambda: sched.load_adapter(req.name, folder))
@@ -170,7 +181,7 @@ def run(config: ServeConfig) -> int:
     if host not in ("127.0.0.1", "localhost", "::1") and not config.api_key:
         log.warning("serving on %s without an API key: anyone who can reach it can use it (set --api-key)", host)
     print(f"ojt serve: http://{host}:{port}/v1 (loading {config.model} ...)", flush=True)
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(config), host=host, port=port, **uvicorn_options(config))
     return 0
 
 
@@ -190,40 +201,22 @@ def _load(state: _State) -> None:
 
 
 def _authorize(state: _State, request: Request, *, admin: bool = False) -> None:
-    key = state.config.api_key
-    if admin and not key:
+    if admin and not state.config.api_key:
         raise api.APIError(403, "admin endpoints are off: start the server with --api-key to use them",
                            type="permission_error", code="admin_disabled")
-    if not key:
-        return
-    given = request.headers.get("authorization", "")
-    token = given[7:].strip() if given.lower().startswith("bearer ") else ""
-    if not hmac.compare_digest(token.encode(), key.encode()):
+    if not _has_key(state, request):
         raise api.APIError(401, "missing or wrong API key (send Authorization: Bearer KEY)",
                            type="authentication_error", code="invalid_api_key")
 
 
-async def _parse(state: _State, request: Request, schema: type[BaseModel]):
-    """The body as ``schema``: 413 past the size limit (counted as it arrives), 400 otherwise."""
-    limit = state.config.max_request_bytes
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise api.APIError(413, f"request body of {declared} bytes is over the limit of {limit}", code="request_too_large")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise api.APIError(413, f"request body is over the limit of {limit} bytes", code="request_too_large")
-    try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise api.APIError(400, f"the body is not valid JSON: {e}", code="invalid_json") from e
-    if not isinstance(data, dict):
-        raise api.APIError(400, "the body must be a JSON object", code="invalid_json")
-    try:
-        return schema.model_validate(data)
-    except ValidationError as e:
-        raise api.validation_error(e) from e
+def _has_key(state: _State, request: Request) -> bool:
+    """Whether ``request`` carries the server's API key; every request does when none is set."""
+    key = state.config.api_key
+    if not key:
+        return True
+    given = request.headers.get("authorization", "")
+    token = given[7:].strip() if given.lower().startswith("bearer ") else ""
+    return hmac.compare_digest(token.encode(), key.encode())
 
 
 def _serve_call(fn):
