@@ -1,5 +1,5 @@
-"""Stand-ins built inside the test: an embedder with no model to load, a tiny cross-encoder, and
-``ojt rag ...`` run in-process."""
+"""Stand-ins built inside the test: an embedder with no model to load, a tiny cross-encoder, a
+minimal PDF, and ``ojt rag ...`` run in-process."""
 
 from __future__ import annotations
 
@@ -58,6 +58,32 @@ def tiny_cross_encoder(folder: Path, words: list[str], *, seed: int = 0) -> Path
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def make_pdf(path, pages: list[list[str]]) -> None:
+    """A minimal PDF with a real text layer: one list of lines per page ("" = blank line)."""
+
+    def esc(s: str) -> str:
+        return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+
+    n = len(pages)
+    objs = [b"<< /Type /Catalog /Pages 2 0 R >>",
+            f"<< /Type /Pages /Kids [{' '.join(f'{4 + 2 * i} 0 R' for i in range(n))}] /Count {n} >>".encode(),
+            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    for i, lines in enumerate(pages):
+        stream = "BT /F1 11 Tf 72 740 Td 14 TL " + " ".join(f"({esc(line)}) Tj T*" for line in lines) + " ET"
+        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+                    f"/Contents {5 + 2 * i} 0 R >>".encode())
+        objs.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream".encode())
+    out, offsets = b"%PDF-1.4\n", []
+    for i, obj in enumerate(objs, start=1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n".encode() + obj + b"\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
+    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
+    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
+    path.write_bytes(out)
 
 
 def ojt_rag(*argv: str) -> int:

@@ -11,7 +11,7 @@ from onthejob.errors import RagError
 from onthejob.rag.answer import NOT_COVERED, answer, cited, rag_messages, retrieve
 from onthejob.rag.index import index
 from onthejob.rag.stores import open_store
-from tests.rag.test_ingest import make_pdf
+from tests.rag.helpers import make_pdf
 
 
 class Completion:

@@ -1,19 +1,27 @@
 """``ojt rag index`` and ``ojt rag query`` run in-process: config files, flags over their keys,
-positionals over both, and the fusion chosen on the command line."""
+positionals over both, the fusion chosen on the command line, the exit code of a partly unreadable
+folder, and (in a fresh process, with the real logging setup) what reaches stderr."""
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
-from onthejob.errors import ConfigError
+from onthejob.errors import ConfigError, RagError
 from onthejob.rag.answer import opened_retriever
 from onthejob.rag.config import RetrievalConfig
 from onthejob.rag.fuse import fuse
 from onthejob.rag.stores import open_store
-from tests.rag.helpers import FakeEmbedder, ojt_rag
+from tests.rag.helpers import FakeEmbedder, make_pdf, ojt_rag
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -101,3 +109,56 @@ def test_opened_retriever_closes_its_store_and_is_none_without_a_collection(tmp_
     for config in (None, RetrievalConfig(k=3)):
         with opened_retriever(config) as nothing:
             assert nothing is None
+
+
+def test_an_unreadable_file_fails_the_command_after_the_rest_is_indexed(tmp_path, docs, fake_models, capsys):
+    from onthejob.cli import main
+
+    store = f"sqlite:///{tmp_path / 'rag.sqlite3'}"
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4 cut short")
+    assert main(["rag", "index", str(docs), "--collection", "hr", "--store", store]) == RagError.exit_code
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("error: hr: 1 of 5 files could not be read") and "broken.pdf" in err[1]
+    assert "internal error" not in "".join(err)
+    with open_store(store) as s:
+        assert s.info("hr").documents == 4
+
+
+def test_a_blank_collection_name_is_a_config_error(docs, fake_models):
+    for name in ("", "  "):
+        with pytest.raises(ConfigError) as e:
+            ojt_rag("index", str(docs), "--collection", name)
+        assert [p for p in e.value.problems if p.startswith("collection: ")], e.value.problems
+
+
+def ojt_subprocess(tmp_path, *argv: str) -> subprocess.CompletedProcess:
+    """``ojt ARGV...`` through ``onthejob.cli.main`` in a fresh process (so that its logging setup is
+    the real one, not pytest's), indexing with the FakeEmbedder."""
+    script = tmp_path / "ojt_fake.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import onthejob.rag.index
+        from tests.rag.helpers import FakeEmbedder
+        onthejob.rag.index.Embedder = lambda name=None: FakeEmbedder()
+        from onthejob.cli import main
+        sys.exit(main(sys.argv[1:]))
+    """))
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "ONTHEJOB_HOME": str(tmp_path / "home"), "PYTHONPATH": path}
+    return subprocess.run([sys.executable, str(script), *argv], env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+
+
+def test_pdf_library_warnings_show_only_with_debug(tmp_path):
+    pdf = tmp_path / "docs" / "skewed.pdf"
+    pdf.parent.mkdir()
+    make_pdf(pdf, [["Annual leave is 18 days."]])
+    data = pdf.read_bytes()  # a startxref pointing off its table: pypdf recovers, and warns
+    pdf.write_bytes(data.replace(b"startxref\n", b"startxref\n1"))
+    store = f"sqlite:///{tmp_path / 'rag.sqlite3'}"
+    quiet = ojt_subprocess(tmp_path, "rag", "index", str(pdf.parent), "--collection", "hr", "--store", store)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "WARNING" not in quiet.stderr and "startxref" not in quiet.stderr
+    pdf.write_bytes(data.replace(b"startxref\n", b"startxref\n2"))  # changed, so read again
+    loud = ojt_subprocess(tmp_path, "--debug", "rag", "index", str(pdf.parent), "--collection", "hr", "--store", store)
+    assert loud.returncode == 0, loud.stderr
+    assert "WARNING: incorrect startxref pointer" in loud.stderr

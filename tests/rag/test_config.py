@@ -38,6 +38,13 @@ def test_index_config_bounds_chunk_sizes():
     assert e.value.problems == ["paths: required", "collection: required"]
 
 
+def test_a_blank_collection_name_is_refused():
+    for config, rest in ((IndexConfig, {"paths": ["docs"]}), (RetrievalConfig, {})):
+        with pytest.raises(ConfigError) as e:
+            load(config, None, {**rest, "collection": " \t"})
+        assert e.value.problems == ["collection: the collection name is empty; name one, e.g. hr (got ' \\t')"]
+
+
 def test_retrieval_config_defaults_and_checks():
     config = RetrievalConfig()
     assert (config.collection, config.k, config.mode, config.fusion, config.candidates, config.reranker) == \

@@ -1,5 +1,6 @@
 """Incremental indexing: unchanged files cost nothing, changes replace only their own chunks,
-deleted files go, and a run killed mid-way leaves the previous content."""
+deleted files go, unreadable files are reported after the rest is indexed, and a run killed mid-way
+leaves the previous content."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from onthejob.errors import RagError
 from onthejob.rag.index import index
 from onthejob.rag.stores import open_store
-from tests.rag.helpers import FakeEmbedder
+from tests.rag.helpers import FakeEmbedder, make_pdf
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -105,6 +106,41 @@ def test_another_embedding_model_is_refused(home, docs):
     assert "--embed-model fake-embed" in info.value.fix
 
 
+def test_unreadable_files_are_reported_after_the_others_are_indexed(home, docs):
+    make_pdf(docs / "rules.pdf", [["Parking is free for staff."]])
+    good = (docs / "rules.pdf").read_bytes()
+    (docs / "truncated.pdf").write_bytes(good[: len(good) // 2])
+    (docs / "sub" / "junk.pdf").write_bytes(b"these bytes were never a PDF\n" * 20)
+    with pytest.raises(RagError) as info:
+        index([docs], "hr", embedder=FakeEmbedder(), progress=False)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "hr: 2 of 6 files could not be read; the other 4 are indexed. Fix or remove these and rerun (only they are read again):"
+    assert lines[1].startswith(f"  {(docs / 'sub' / 'junk.pdf').resolve()}: not a PDF (it does not start with %PDF-)")
+    assert lines[2].startswith(f"  {(docs / 'truncated.pdf').resolve()}: a damaged or truncated PDF (no %%EOF at its end)")
+    assert len(lines) == 3
+    assert sorted(Path(d).name for d in state("hr")) == ["leave.md", "pay.txt", "rules.pdf", "travel.md"]
+
+    # fixed: the rerun reads only it; broken later: the file keeps what was indexed from it
+    (docs / "truncated.pdf").write_bytes(good)
+    (docs / "sub" / "junk.pdf").unlink()
+    report = index([docs], "hr", embedder=FakeEmbedder(), progress=False)
+    assert [Path(d).name for d in report.added] == ["truncated.pdf"] and len(report.unchanged) == 4
+    before = state("hr")
+    (docs / "rules.pdf").write_bytes(good[:-40])
+    with pytest.raises(RagError, match=r"hr: 1 of 5 files could not be read"):
+        index([docs], "hr", embedder=FakeEmbedder(), progress=False)
+    assert state("hr") == before
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t"])
+def test_a_blank_collection_name_is_refused(home, docs, name):
+    with pytest.raises(RagError, match=r"the collection name is empty") as info:
+        index([docs], name, embedder=FakeEmbedder(), progress=False)
+    assert "--collection" in info.value.fix
+    with open_store() as store:
+        assert store.list() == []
+
+
 def test_sigkill_while_embedding_keeps_the_previous_content_and_a_rerun_completes(home, docs, tmp_path):
     index([docs], "hr", embedder=FakeEmbedder(), progress=False)
     before = state("hr")
@@ -115,7 +151,7 @@ def test_sigkill_while_embedding_keeps_the_previous_content_and_a_rerun_complete
     script = tmp_path / "slow_index.py"
     script.write_text(textwrap.dedent(f"""
         from onthejob.rag.index import index
-        from tests.rag.helpers import FakeEmbedder
+        from tests.rag.helpers import FakeEmbedder, make_pdf
         index([{str(docs)!r}], "hr", embedder=FakeEmbedder(delay=60, marker={str(marker)!r}), progress=False)
     """))
     # the script's own folder, not the checkout, heads sys.path: name the checkout for tests.rag

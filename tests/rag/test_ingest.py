@@ -9,32 +9,7 @@ import pytest
 
 from onthejob.errors import RagError
 from onthejob.rag.ingest import find_files, read_file
-
-
-def make_pdf(path, pages: list[list[str]]) -> None:
-    """A minimal PDF with a real text layer: one list of lines per page ("" = blank line)."""
-
-    def esc(s: str) -> str:
-        return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-
-    n = len(pages)
-    objs = [b"<< /Type /Catalog /Pages 2 0 R >>",
-            f"<< /Type /Pages /Kids [{' '.join(f'{4 + 2 * i} 0 R' for i in range(n))}] /Count {n} >>".encode(),
-            b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    for i, lines in enumerate(pages):
-        stream = "BT /F1 11 Tf 72 740 Td 14 TL " + " ".join(f"({esc(line)}) Tj T*" for line in lines) + " ET"
-        objs.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-                    f"/Contents {5 + 2 * i} 0 R >>".encode())
-        objs.append(f"<< /Length {len(stream)} >>\nstream\n{stream}\nendstream".encode())
-    out, offsets = b"%PDF-1.4\n", []
-    for i, obj in enumerate(objs, start=1):
-        offsets.append(len(out))
-        out += f"{i} 0 obj\n".encode() + obj + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    path.write_bytes(out)
+from tests.rag.helpers import make_pdf
 
 
 def test_txt_is_one_section(tmp_path):
@@ -136,7 +111,7 @@ def test_folders_are_walked_for_supported_files(tmp_path):
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("broken.pdf", b"%PDF-1.4 this is not a pdf", r"broken\.pdf: cannot read it as \.pdf"),
+        ("broken.pdf", b"%PDF-1.4 this is not a pdf", r"broken\.pdf: a damaged or truncated PDF \(no %%EOF at its end\): PdfStreamError"),
         ("broken.docx", b"not a zip file", r"broken\.docx: cannot read it as \.docx"),
         ("latin.txt", "caf\xe9".encode("latin-1"), r"latin\.txt: not UTF-8"),
         ("bad.jsonl", b'{"a": 1}\n{oops\n', r"bad\.jsonl:2: not valid JSON"),
@@ -147,3 +122,65 @@ def test_unreadable_files_name_the_file_and_the_fix(tmp_path, name, content, mes
     with pytest.raises(RagError, match=message) as info:
         read_file(tmp_path / name)
     assert info.value.fix
+
+
+def test_an_encrypted_pdf_says_so_and_how_to_decrypt_it(tmp_path):
+    import pypdf
+
+    make_pdf(tmp_path / "plain.pdf", [["Annual leave is 18 days."]])
+    writer = pypdf.PdfWriter(clone_from=str(tmp_path / "plain.pdf"))
+    writer.encrypt("secret")
+    writer.write(tmp_path / "locked.pdf")
+    with pytest.raises(RagError, match=r"locked\.pdf: the PDF is encrypted") as info:
+        read_file(tmp_path / "locked.pdf")
+    assert "FileNotDecryptedError" not in str(info.value)
+    assert "qpdf --decrypt" in info.value.fix
+    writer = pypdf.PdfWriter(clone_from=str(tmp_path / "plain.pdf"))
+    writer.encrypt(user_password="", owner_password="secret")  # restricts copying only: opens without one
+    writer.write(tmp_path / "restricted.pdf")
+    assert "Annual leave is 18 days." in read_file(tmp_path / "restricted.pdf")[0].text
+
+
+def zip_bomb_docx(path, megabytes: int) -> None:
+    """A real .docx whose document.xml repeats one paragraph to ``megabytes`` MB: a few KB on disk."""
+    import zipfile
+
+    d = docx.Document()
+    d.add_paragraph("Staff get 18 days.")
+    d.save(path)
+    with zipfile.ZipFile(path) as z:
+        parts = {name: z.read(name) for name in z.namelist()}
+    para = b"<w:p><w:r><w:t>" + b"lorem ipsum dolor sit amet " * 40 + b"</w:t></w:r></w:p>"
+    body = para * (megabytes * 2**20 // len(para) + 1)
+    parts["word/document.xml"] = parts["word/document.xml"].replace(b"<w:body>", b"<w:body>" + body, 1)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+
+
+def test_a_docx_that_expands_past_the_limit_is_refused_before_it_is_parsed(tmp_path, monkeypatch):
+    zip_bomb_docx(tmp_path / "bomb.docx", megabytes=3)
+    assert (tmp_path / "bomb.docx").stat().st_size < 100_000
+    monkeypatch.setattr("onthejob.rag.ingest.MAX_EXPANDED_BYTES", 2**20)
+    monkeypatch.setattr("docx.Document", lambda *a, **k: pytest.fail("the docx was parsed"))
+    with pytest.raises(RagError, match=r"bomb\.docx: expands to 3\.\d MB of XML, over the 1\.0 MB limit") as info:
+        read_file(tmp_path / "bomb.docx")
+    assert "ONTHEJOB_RAG_MAX_MB" in info.value.fix
+    monkeypatch.undo()
+    monkeypatch.setattr("onthejob.rag.ingest.MAX_EXPANDED_BYTES", 2**20)
+    monkeypatch.setenv("ONTHEJOB_RAG_MAX_MB", "4")  # the way to raise it
+    [section] = read_file(tmp_path / "bomb.docx")
+    assert section.text.startswith("lorem ipsum")
+    monkeypatch.setenv("ONTHEJOB_RAG_MAX_MB", "lots")
+    with pytest.raises(RagError, match="ONTHEJOB_RAG_MAX_MB='lots' is not a number"):
+        read_file(tmp_path / "bomb.docx")
+
+
+def test_pdf_text_past_the_limit_is_refused(tmp_path, monkeypatch):
+    make_pdf(tmp_path / "long.pdf", [["Annual leave is 18 days. " * 20] for _ in range(4)])
+    monkeypatch.setattr("onthejob.rag.ingest.MAX_EXPANDED_BYTES", 1200)
+    with pytest.raises(RagError, match=r"long\.pdf: its text passes the 1\.2 KB limit at page 3 of 4") as info:
+        read_file(tmp_path / "long.pdf")
+    assert "ONTHEJOB_RAG_MAX_MB" in info.value.fix
+    monkeypatch.setattr("onthejob.rag.ingest.MAX_EXPANDED_BYTES", 10_000)
+    assert len(read_file(tmp_path / "long.pdf")) == 4

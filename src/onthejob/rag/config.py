@@ -35,6 +35,13 @@ DEFAULT_TEMPLATE = (
 MAX_CHUNK_TOKENS = 8192  # the longest input of common embedding models; most take 256-512
 
 
+def named(collection: str | None) -> str | None:
+    """A collection name, refused when blank (as ``index`` refuses it; min_length lets spaces by)."""
+    if collection is not None and not collection.strip():
+        raise ValueError("the collection name is empty; name one, e.g. hr")
+    return collection
+
+
 def missing_placeholders(template: str) -> list[str]:
     """The placeholders a prompt template must hold and ``template`` lacks."""
     return [p for p in ("{context}", "{question}") if p not in template]
@@ -48,6 +55,11 @@ class IndexConfig(Section):
     overlap: int = Field(DEFAULT_OVERLAP, ge=0, le=MAX_CHUNK_TOKENS // 2, description="tokens repeated between neighbouring chunks")
     text_key: str | None = Field(None, description="for .csv/.jsonl: the column holding the text; none = every column as 'key: value'")
     store: str | None = Field(None, description="store URL: sqlite:////abs/file.sqlite3 or postgresql://...; none = the embedded store under ONTHEJOB_HOME")
+
+    @field_validator("collection")
+    @classmethod
+    def _named(cls, collection: str | None) -> str | None:
+        return named(collection)
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> IndexConfig:
@@ -69,6 +81,11 @@ class RetrievalConfig(Section):
     reranker: str | None = Field(None, description="a sentence-transformers CrossEncoder folder (a hub id only with a network) that reorders the fused candidates before k are kept; none = no reranking")
     embed_model: str | None = Field(None, description="the query embedding model, which must be the collection's; none = the collection's own")
     template: str = Field(DEFAULT_TEMPLATE, description="the prompt wrapped around the passages; holds {context} and {question}")
+
+    @field_validator("collection")
+    @classmethod
+    def _named(cls, collection: str | None) -> str | None:
+        return named(collection)
 
     @field_validator("template")
     @classmethod

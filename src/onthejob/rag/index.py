@@ -11,6 +11,11 @@ the given paths that are gone now are dropped. All of it reaches the store in on
 call, one transaction: a run killed before it leaves the collection as it was, and rerunning
 does the whole job again. The collection records its embedding model; indexing into it with
 another model is refused (its vectors would not be comparable).
+
+A file that cannot be read (a corrupt PDF, an encrypted one) does not stop the others: they are
+indexed, and then a RagError lists each unreadable file and what is wrong with it. Those files
+are left as they were (a document indexed before keeps its earlier chunks), so once they are
+fixed or removed a rerun reads only them.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from onthejob.errors import RagError
 from onthejob.fsutil import file_hash
 from onthejob.rag.chunk import DEFAULT_OVERLAP, DEFAULT_TARGET, chunk_sections
 from onthejob.rag.embed import Embedder
-from onthejob.rag.ingest import find_files, read_file
+from onthejob.rag.ingest import find_files, max_expanded_bytes, read_file
 from onthejob.rag.store import Chunk, Store
 from onthejob.rag.stores import open_store
 
@@ -43,6 +48,7 @@ class IndexReport:
     unchanged: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # indexed before, gone from the paths now
     empty: list[str] = field(default_factory=list)  # read, but no text (e.g. a scanned PDF)
+    unreadable: dict[str, str] = field(default_factory=dict)  # doc -> what is wrong; left as it was
     chunks_embedded: int = 0
     chunks_reused: int = 0  # unchanged text inside changed documents: vectors kept
     seconds: float = 0.0
@@ -71,6 +77,9 @@ def index(
 ) -> IndexReport:
     """Bring ``collection`` up to date with the files under ``paths``; see the module docstring.
     Without ``store``, the default one is opened and closed again."""
+    if not collection.strip():
+        raise RagError("the collection name is empty", fix="name the collection, e.g. --collection hr")
+    max_expanded_bytes()  # a bad $ONTHEJOB_RAG_MAX_MB fails here, once, not as every file's problem
     with (nullcontext(store) if store is not None else open_store()) as store:
         return _index(paths, collection, store, embedder, target_tokens, overlap, text_key, progress)
 
@@ -93,12 +102,18 @@ def _index(paths, collection, store, embedder, target, overlap, text_key, progre
     todo: dict[str, tuple[str, list[Chunk]]] = {}
     with tqdm(files, desc=f"index {collection}", unit="file", disable=not progress) as bar:
         for path in bar:
-            doc, digest = str(path), file_hash(path)
-            if previous.get(doc) == digest:
-                report.unchanged.append(doc)
+            doc = str(path)
+            try:
+                digest = _hash(path)
+                if previous.get(doc) == digest:
+                    report.unchanged.append(doc)
+                    continue
+                sections = read_file(path, text_key=text_key)
+            except RagError as e:
+                report.unreadable[doc] = str(e)
                 continue
             (report.changed if doc in previous else report.added).append(doc)
-            chunks = chunk_sections(doc, read_file(path, text_key=text_key), count_tokens=embedder.count_tokens, target=target, overlap=overlap)
+            chunks = chunk_sections(doc, sections, count_tokens=embedder.count_tokens, target=target, overlap=overlap)
             if not chunks:
                 report.empty.append(doc)
             todo[doc] = (digest, chunks)
@@ -117,7 +132,24 @@ def _index(paths, collection, store, embedder, target, overlap, text_key, progre
             store.create(collection, embed_model=embedder.name, dim=embedder.dim)
         store.replace(collection, todo, report.deleted)
     report.seconds = time.perf_counter() - start
+    if report.unreadable:
+        raise _unreadable(report, len(files))
     return report
+
+
+def _hash(path: Path) -> str:
+    try:
+        return file_hash(path)
+    except OSError as e:
+        raise RagError(f"{path}: cannot read it: {e.strerror or e}", fix="check its permissions") from e
+
+
+def _unreadable(report: IndexReport, files: int) -> RagError:
+    # The fix goes on the first line, not after the last file's own message and fix.
+    bad = report.unreadable
+    head = (f"{report.collection}: {len(bad)} of {files} files could not be read; the other {files - len(bad)} "
+            f"are indexed. Fix or remove these and rerun (only they are read again):")
+    return RagError("\n".join([head, *(f"  {message}" for message in bad.values())]))
 
 
 def _existing(store: Store, collection: str):

@@ -9,24 +9,38 @@ Supported: .txt, .md (``#`` headings), .html/.htm (h1-h6 headings; script and st
 .docx (headings from "Heading N"/"Title" paragraph styles; tables kept in place), and .csv /
 .jsonl, where each row is one section: the column/key ``text_key`` when given, else every column
 as ``key: value`` lines. Readers register in ``READERS`` by extension.
+
+A document that expands past ``MAX_EXPANDED_BYTES`` as it is read (a .docx's XML, a PDF's text) is
+refused before it costs minutes and gigabytes; ``ONTHEJOB_RAG_MAX_MB=256 ojt rag index ...``
+raises the limit. A PDF library's warnings about quirks it repairs show only with ``ojt --debug``.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from onthejob.console import human_bytes
 from onthejob.data.readers import jsonl_records
 from onthejob.data.schema import Problem
 from onthejob.errors import RagError
 
 HEADING_SEP = " > "
+
+# A document can expand far past its size on disk as it is read: a .docx is a zip (a 316 KB one
+# held 96 MB of XML, which took over 300 s and 1.5 GB to read) and a PDF's streams are compressed.
+# Past this many bytes of a .docx's XML, or of a PDF's extracted text, the file is refused; a
+# .docx's parts all together (images too, which python-docx reads into memory) may reach 8 times it.
+MAX_EXPANDED_BYTES = 32 * 2**20  # ~20 s and ~350 MB for a .docx of that much XML
+LIMIT_ENV = "ONTHEJOB_RAG_MAX_MB"  # megabytes, replacing MAX_EXPANDED_BYTES where set
 
 
 @dataclass
@@ -140,21 +154,14 @@ def read_html(path: Path, **_) -> list[Section]:
 
 @reader(".pdf")
 def read_pdf(path: Path, **_) -> list[Section]:
-    import pypdf
-
-    doc = pypdf.PdfReader(str(path))
-    if doc.is_encrypted:
+    with quiet_library_logs("pypdf"):
         try:
-            doc.decrypt("")
-        except Exception as e:  # noqa: BLE001
-            raise RagError(f"{path}: the PDF is encrypted", fix="save an unencrypted copy") from e
-    headings = _pdf_headings(doc)
-    current = None
-    sections = []
-    for i, page in enumerate(doc.pages):
-        current = headings.get(i, current)
-        sections.append(Section(page.extract_text() or "", page=i + 1, heading=current))
-    return sections
+            return _pdf_sections(path, max_expanded_bytes())
+        except RagError:
+            raise
+        except Exception as e:  # noqa: BLE001 - pypdf raises anything on a broken file
+            raise RagError(f"{path}: {_pdf_damage(path)}: {type(e).__name__}: {e}",
+                           fix="check that it opens in a PDF viewer and save a new copy, or remove it from the paths") from e
 
 
 @reader(".docx")
@@ -162,14 +169,17 @@ def read_docx(path: Path, **_) -> list[Section]:
     import docx
     from docx.table import Table
 
+    _check_unzipped_size(path, max_expanded_bytes())
+    document = docx.Document(str(path))
+    style_name = _docx_style_names(document)
     out = _Outline()
-    for block in docx.Document(str(path)).iter_inner_content():
+    for block in document.iter_inner_content():
         if isinstance(block, Table):
             for row in block.rows:
                 out.text(" | ".join(_unique(c.text.strip() for c in row.cells)) + "\n")
             out.text("\n")
             continue
-        level = _docx_level(block.style.name if block.style is not None else "")
+        level = _docx_level(style_name(block))
         if level:
             out.heading(level, block.text)
         else:
@@ -197,6 +207,59 @@ def read_jsonl(path: Path, *, text_key: str | None = None, **_) -> list[Section]
             raise RagError(f"{path}:{i}: a JSON {type(record).__name__}, not an object", fix="one JSON object per line")
         sections.append(_row_section(record, text_key, f"line {i}", path))
     return sections
+
+
+# ---------------------------------------------------------------------------------- limits
+
+
+def max_expanded_bytes() -> int:
+    """``MAX_EXPANDED_BYTES``, or $ONTHEJOB_RAG_MAX_MB megabytes where it is set."""
+    raw = os.environ.get(LIMIT_ENV)
+    if raw is None:
+        return MAX_EXPANDED_BYTES
+    try:
+        megabytes = float(raw)
+    except ValueError:
+        megabytes = 0
+    if not megabytes > 0:
+        raise RagError(f"{LIMIT_ENV}={raw!r} is not a number of megabytes",
+                       fix=f"set it to the most a document may expand to, e.g. 256, or unset it for {MAX_EXPANDED_BYTES // 2**20}")
+    return int(megabytes * 2**20)
+
+
+def _too_big(path: Path, what: str) -> RagError:
+    return RagError(f"{path}: {what}", fix=f"split the document, or raise the limit: {LIMIT_ENV}=MEGABYTES ojt rag index ...")
+
+
+def _check_unzipped_size(path: Path, limit: int) -> None:
+    """Refuse a zipped document whose parts would expand past the limit, before any is read. The
+    zip's directory gives their sizes, and Python's zipfile never reads an entry past its size."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+    xml = sum(i.file_size for i in infos if i.filename.endswith((".xml", ".rels")))
+    total = sum(i.file_size for i in infos)
+    if xml > limit:
+        raise _too_big(path, f"expands to {human_bytes(xml)} of XML, over the {human_bytes(limit)} limit")
+    if total > 8 * limit:
+        raise _too_big(path, f"expands to {human_bytes(total)}, over the {human_bytes(8 * limit)} limit for all its parts")
+
+
+@contextmanager
+def quiet_library_logs(name: str) -> Iterator[None]:
+    """Hold back library ``name``'s warnings (pypdf warns about every quirk of a file it repairs)
+    unless onthejob logs at DEBUG (``ojt --debug``)."""
+    logger = logging.getLogger(name)
+    if logging.getLogger("onthejob").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -269,6 +332,52 @@ class _HtmlSections(HTMLParser):
             self.outline.text(re.sub(r"[ \t\r\n]+", " ", data))
 
 
+def _pdf_sections(path: Path, limit: int) -> list[Section]:
+    import pypdf
+
+    doc = pypdf.PdfReader(str(path))
+    if doc.is_encrypted:
+        _decrypt(doc, path)
+    headings = _pdf_headings(doc)
+    current, size, sections = None, 0, []
+    for i, page in enumerate(doc.pages):
+        current = headings.get(i, current)
+        text = page.extract_text() or ""
+        size += len(text.encode("utf-8"))
+        if size > limit:
+            raise _too_big(path, f"its text passes the {human_bytes(limit)} limit at page {i + 1} of {len(doc.pages)}")
+        sections.append(Section(text, page=i + 1, heading=current))
+    return sections
+
+
+def _decrypt(doc, path: Path) -> None:
+    """Open an encrypted PDF whose user password is empty (it only restricts printing or copying,
+    and viewers open it without asking); refuse one that needs a password."""
+    import pypdf
+
+    fix = "decrypt it first, e.g. qpdf --decrypt --password=PASSWORD in.pdf out.pdf, and index the copy"
+    try:
+        opened = doc.decrypt("")  # returns NOT_DECRYPTED, not raising, when "" is not the password
+    except Exception as e:  # noqa: BLE001 - e.g. AES without the cryptography package
+        raise RagError(f"{path}: the PDF is encrypted and pypdf cannot decrypt it ({type(e).__name__}: {e})",
+                       fix=f"{fix} (or pip install cryptography)") from e
+    if opened == pypdf.PasswordType.NOT_DECRYPTED:
+        raise RagError(f"{path}: the PDF is encrypted with a password", fix=fix)
+
+
+def _pdf_damage(path: Path) -> str:
+    """What a PDF that pypdf cannot read looks like from its first and last bytes."""
+    with open(path, "rb") as f:
+        head = f.read(1024)
+        f.seek(max(0, path.stat().st_size - 1024))
+        tail = f.read()
+    if b"%PDF-" not in head:
+        return "not a PDF (it does not start with %PDF-)"
+    if b"%%EOF" not in tail:
+        return "a damaged or truncated PDF (no %%EOF at its end)"
+    return "a damaged PDF"
+
+
 def _pdf_headings(doc) -> dict[int, str]:
     """Page index -> heading path of the last bookmark starting on that page ({} without bookmarks)."""
     out: dict[int, str] = {}
@@ -293,6 +402,19 @@ def _pdf_headings(doc) -> dict[int, str]:
     except Exception:  # noqa: BLE001
         return {}
     return out
+
+
+def _docx_style_names(document) -> Callable[[object], str]:
+    """paragraph -> its style's name. Paragraph.style looks the default style up anew for every
+    paragraph without a style of its own (~2 ms each: minutes for a long document), so the names
+    are looked up once here, by the style id the paragraph's XML holds."""
+    from docx.enum.style import WD_STYLE_TYPE
+
+    styles = document.styles
+    names = {s.style_id: s.name for s in styles if s.type == WD_STYLE_TYPE.PARAGRAPH}
+    default = styles.default(WD_STYLE_TYPE.PARAGRAPH)
+    default_name = default.name if default is not None else ""
+    return lambda paragraph: names.get(paragraph._p.style, default_name) or ""
 
 
 def _docx_level(style: str) -> int:
