@@ -10,7 +10,7 @@ echo "== 1/3 check the training data (examples/hr/train.jsonl)"
 $OJT data check examples/hr/train.jsonl --max-seq-len 512
 echo
 echo "== 2/3 fine-tune smollm2-135m-instruct with LoRA (configs/hr-demo.yaml)"
-$OJT train configs/hr-demo.yaml --output_dir "$RUN"
+$OJT train configs/hr-demo.yaml --output_dir "$RUN" --overwrite   # the demo replaces its own earlier run
 echo
 echo "== 3/3 held-out questions (examples/hr/eval.jsonl): base vs tuned"
 $OJT eval "$RUN" --data examples/hr/eval.jsonl --max-new-tokens 96 --out "$RUN/eval"

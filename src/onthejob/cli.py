@@ -16,7 +16,7 @@ from onthejob import __version__
 from onthejob import config as cfg
 from onthejob.console import say as _say
 from onthejob.console import use_color as _color
-from onthejob.errors import ConfigError, DataError, OjtError
+from onthejob.errors import ConfigError, DataError, OjtError, from_os_error
 
 
 
@@ -98,13 +98,15 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from onthejob.train.loop import resume_config, run
 
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume continues a run and --overwrite replaces it", fix="give one of them")
     if args.resume:
         if cfg.config_file(args) or args.data:
             raise ConfigError("--resume takes the run folder only", fix="drop CONFIG/--data; add --key value to change settings")
         config = resume_config(Path(args.resume), cfg.overrides(args))
     else:
         config = _train_config(args, "train", "nothing to train on")
-    run(config, resume=Path(args.resume) if args.resume else None)
+    run(config, resume=Path(args.resume) if args.resume else None, overwrite=args.overwrite)
     return 0
 
 
@@ -267,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.add_config_file(p, positional=True, what="training settings (see configs/)")
     p.add_argument("--data", help="train on this file with the default settings (a config, if given, still applies)")
     p.add_argument("--resume", metavar="RUN", help="continue a run folder from its last complete checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in output_dir (a new run never mixes with another's files)")
     cfg.add_options(p, TrainConfig)
     p.set_defaults(func=cmd_train, settings=True)
 
@@ -358,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # a full or read-only disk, a permission: the path and what to do
+        if args.debug:
+            raise
+        error = from_os_error(e)
+        print(f"error: {error}", file=sys.stderr)
+        return error.exit_code
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, not a traceback
         if args.debug:
             raise

@@ -10,6 +10,8 @@ Exit codes: 1 any other user error, 2 a command line argparse cannot read, 3 con
 
 from __future__ import annotations
 
+import errno
+
 
 class OjtError(Exception):
     """Base class: something the user can fix."""
@@ -63,3 +65,23 @@ class RagError(OjtError):
     """A RAG collection or store is missing, inconsistent or unreachable."""
 
     exit_code = 6
+
+
+_OS_FIXES = {
+    errno.ENOSPC: "free some space, or choose a folder on another disk",
+    errno.EDQUOT: "free some space, or choose a folder on another disk",
+    errno.EFBIG: "the file is larger than this system allows a process to write; choose another disk",
+    errno.EROFS: "choose a folder on a writable disk",
+    errno.EACCES: "check the permissions, or choose another folder",
+    errno.EPERM: "check the permissions, or choose another folder",
+    errno.ENOENT: "check the path",
+    errno.EISDIR: "give a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+}
+
+
+def from_os_error(error: OSError) -> OjtError:
+    """An operating-system failure (a full or read-only disk, a permission) as one line naming the
+    path; exit code 1."""
+    where = f"{error.filename}: " if error.filename else ""
+    return OjtError(f"{where}{error.strerror or error}", fix=_OS_FIXES.get(error.errno))

@@ -51,9 +51,10 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _name_the_path(e, path)
         raise
 
 
@@ -85,7 +86,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         for child in tmp.rglob("*"):
-            if child.is_file():
+            if child.is_file() and not child.is_symlink():
+                os.chmod(child, 0o644)  # libraries differ (safetensors writes 0600): one mode for all
                 with open(child, "rb") as f:
                     os.fsync(f.fileno())
         if path.exists():
@@ -97,6 +99,14 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         else:
             os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        _name_the_path(e, path)
         raise
+
+
+def _name_the_path(error: BaseException, path: Path) -> None:
+    """A write that fails through an open file (a full disk) raises OSError with no file name; give
+    it the file or folder being written, so the one-line error can say where."""
+    if isinstance(error, OSError) and error.errno is not None and not error.filename:
+        error.filename = str(path)

@@ -84,7 +84,7 @@ def test_load_state_restores_optimizer_schedule_and_random_numbers(tmp_path):
     _, fresh_optimizer, fresh_scheduler = _trainer()
     torch.manual_seed(123), random.seed(123), np.random.seed(123)
     state = checkpoint.load_state(folder, fresh_optimizer, fresh_scheduler)
-    assert state == {"best_eval_loss": 1.5, "step": 3}
+    assert state == {"best_eval_loss": 1.5, "step": 3, "run_id": None}
     assert torch.equal(torch.rand(4), expected_rng[0])
     assert random.random() == expected_rng[1]
     assert np.array_equal(np.random.rand(2), expected_rng[2])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from onthejob.data.check import check_file
+from onthejob.data.files import require_file
 from onthejob.data.pack import PackedRow, pack
 from onthejob.data.schema import Example
 from onthejob.data.split import split_examples
@@ -32,8 +33,7 @@ class RunData:
 
 def _checked(ds: Dataset | str, tokenizer, config: TrainConfig) -> list[Example]:
     spec = ds if isinstance(ds, Dataset) else Dataset(path=ds)
-    if not Path(spec.path).is_file():
-        raise DataError(f"{spec.path}: no such data file", fix="check the path (data.train[].path / data.eval in a config)")
+    require_file(Path(spec.path), spec.path)  # a missing file, a folder, a symlink loop: each says so
     report = check_file(
         spec.path,
         tokenizer=tokenizer,
@@ -107,4 +107,9 @@ def prepare(config: TrainConfig, tokenizer) -> RunData:
 def fingerprint(config: TrainConfig) -> dict[str, str]:
     """sha256 of every data file of the run, so a resumed or repeated run can tell if data changed."""
     paths = [ds.path for ds in config.data.train] + ([config.data.eval] if config.data.eval else [])
+    for p in paths:
+        if not Path(p).is_file():
+            what = "is a folder, not a file" if Path(p).is_dir() else "is gone"
+            raise DataError(f"the run's data file {p} {what}",
+                            fix="put it back where the run found it, or point the run at it with --data.train '[{path: FILE}]'")
     return {p: file_hash(p) for p in paths}

@@ -8,10 +8,12 @@ maybe-evaluate, maybe-checkpoint. One code path for a CPU, a GPU or several proc
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ from typing import Any
 import torch
 
 from onthejob.data.pack import collate
-from onthejob.errors import RunError
+from onthejob.errors import ConfigError, OjtError, RunError
 from onthejob.train import checkpoint, config as cfg, runfolder
 from onthejob.train.attention import use_packed_attention
 from onthejob.train.bf16 import hand_on_norm_outputs_in_bf16, store_frozen_weights_in_bf16
@@ -32,6 +34,7 @@ from onthejob.train.resume import reconcile
 from onthejob.train.schedule import Plan, lr_lambda
 
 FAULT_ENV = "ONTHEJOB_FAULT_AFTER_STEP"  # fault injection for tests: SIGKILL self after this step
+MAX_BAD_STEPS = 3  # non-finite steps in a row (each skipped) before the run stops
 
 
 def use_bf16(config: cfg.TrainConfig, device: torch.device) -> bool:
@@ -78,23 +81,41 @@ class Session:
     scheduler: Any
     params: list
     autocast: Any
+    run_id: str | None = None
     step: int = 0
     state: dict = field(default_factory=dict)
 
 
-def run(config: cfg.TrainConfig, *, resume: Path | None = None) -> Path:
-    s = setup(config, resume)
+def run(config: cfg.TrainConfig, *, resume: Path | None = None, overwrite: bool = False) -> Path:
+    """Train ``config`` into its output_dir (fresh: missing, empty or ``overwrite``), or continue the
+    run folder ``resume`` from its newest usable checkpoint."""
+    s = setup(config, resume, overwrite=overwrite)
+    try:
+        return _train(s)
+    except (OjtError, OSError) as e:
+        if s.acc.is_main_process:
+            runfolder.mark_failed(s.run_dir, e)
+        raise
+
+
+def _train(s: Session) -> Path:
+    config = s.config
     metrics = runfolder.Metrics(s.run_dir, resume_step=s.step if s.state else None, enabled=s.acc.is_main_process)
     progress = Progress(s.total, s.step, enabled=s.acc.is_main_process)
     best, bad_evals = s.state.get("best_eval_loss"), s.state.get("bad_evals", 0)
-    with StopFlag() as stop:
+    bad_steps = 0
+    with StopFlag() as stop, contextlib.closing(progress):  # an error starts on a line of its own
         while s.step < s.total:
-            loss, tokens, seconds = train_step(s)
+            loss, norm, tokens, seconds = train_step(s)
             s.step += 1
             lr = s.scheduler.get_last_lr()[0]
+            bad_steps = 0 if math.isfinite(loss + norm) else bad_steps + 1
+            if bad_steps:
+                _non_finite(s, progress, loss, norm, bad_steps)
             progress.update(s.step, loss, lr, tokens, seconds)
-            if s.step % config.log_every == 0 or s.step == s.total:
-                metrics.log(step=s.step, epoch=round(s.plan.epoch_of(s.step), 4), loss=loss, lr=lr, tokens=tokens, tokens_per_s=tokens / seconds)
+            if s.step % config.log_every == 0 or s.step == s.total or bad_steps:
+                metrics.log(step=s.step, epoch=round(s.plan.epoch_of(s.step), 4), loss=loss, grad_norm=norm, lr=lr, tokens=tokens,
+                            tokens_per_s=tokens / seconds, **({"skipped": True} if bad_steps else {}))
             if s.data.eval_rows and ((config.eval_every and s.step % config.eval_every == 0) or s.step == s.total):
                 ev = evaluate(s)
                 metrics.log(step=s.step, **ev)
@@ -111,13 +132,24 @@ def run(config: cfg.TrainConfig, *, resume: Path | None = None) -> Path:
                 raise KeyboardInterrupt
             if os.environ.get(FAULT_ENV) == str(s.step):
                 os.kill(os.getpid(), signal.SIGKILL)
-    progress.close()
     _finish(s, metrics)
     return s.run_dir
 
 
-def train_step(s: Session) -> tuple[float, int, float]:
-    """One optimizer step over this process's micro-batches: (loss per token, tokens, seconds)."""
+def _non_finite(s: Session, progress: Progress, loss: float, norm: float, in_a_row: int) -> None:
+    """A step whose loss or gradient norm is not finite was skipped; a few in a row end the run."""
+    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm}"
+    if in_a_row < MAX_BAD_STEPS:
+        progress.note(f"warning: step {s.step} skipped: {what} is not finite (the weights were not updated)")
+        return
+    raise RunError(f"training diverged: the {what} was not finite at {in_a_row} steps in a row, up to step {s.step}; "
+                   f"the run stopped and wrote no final/",
+                   fix=f"lower optim.lr (it is {s.config.optim.lr:g}) or set optim.grad_clip, and start again with --overwrite")
+
+
+def train_step(s: Session) -> tuple[float, float, int, float]:
+    """One optimizer step over this process's micro-batches: (loss per token, gradient norm, tokens,
+    seconds). A step whose loss or gradient norm is not finite updates nothing."""
     t0 = time.perf_counter()
     acc, pad = s.acc, s.tokenizer.pad_token_id
     s.forward.train()
@@ -132,17 +164,20 @@ def train_step(s: Session) -> tuple[float, int, float]:
         # DDP averages gradients over processes, hence x num_processes.
         acc.backward(part * acc.num_processes / max(n_step, 1))
         loss_sum += part.detach()
-    if s.config.optim.grad_clip:
-        acc.clip_grad_norm_(s.params, s.config.optim.grad_clip)
-    s.optimizer.step()
-    s.scheduler.step()
+    # max_norm inf measures the norm and scales by exactly 1.0: the same update as no clipping
+    norm = float(acc.clip_grad_norm_(s.params, s.config.optim.grad_clip or math.inf))
+    loss = acc.reduce(loss_sum, "sum").item() / max(n_step, 1)  # the same on every process
+    if math.isfinite(loss + norm):
+        s.optimizer.step()
+    with warnings.catch_warnings():  # a skipped first step: the schedule still moves with the step
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+        s.scheduler.step()
     s.optimizer.zero_grad(set_to_none=True)
-    loss = acc.reduce(loss_sum, "sum").item() / max(n_step, 1)
     tokens = acc.reduce(torch.tensor(sum(int((b["input_ids"] != pad).sum()) for b in batches), device=acc.device), "sum").item()
-    return loss, int(tokens), time.perf_counter() - t0
+    return loss, norm, int(tokens), time.perf_counter() - t0
 
 
-def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
+def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = False) -> Session:
     """Model, data, optimizer and schedule, restored from the last checkpoint when resuming."""
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -151,9 +186,7 @@ def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
 
     acc = Accelerator(cpu=not torch.cuda.is_available())
     run_dir = Path(config.output_dir)
-    ckpt = checkpoint.latest(run_dir) if resume else None
-    if resume and ckpt is None:
-        say(f"{run_dir} has no complete checkpoint yet; starting from the beginning")
+    run_id, ckpt = _open_run_folder(acc, run_dir, resume=resume is not None, overwrite=overwrite)
     set_seed(config.seed)
     base, tokenizer = load_model(config.model, on_convert=say)
     model = build(base, config)
@@ -166,6 +199,7 @@ def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
     if ckpt:
         checkpoint.load_trainable(model, ckpt)
     data = prepare(config, tokenizer)
+    _check_batch(config, len(data.train_rows), acc.num_processes)
     plan = Plan(len(data.train_rows), micro_batch=config.micro_batch_size, grad_accum=config.grad_accum, world=acc.num_processes, seed=config.seed)
     total = plan.total_steps(config.epochs, config.max_steps)
     o = config.optim
@@ -184,10 +218,49 @@ def setup(config: cfg.TrainConfig, resume: Path | None) -> Session:
     if acc.is_main_process:
         describe_start(config, data, plan, total, trainable, n_total, bf16, acc, resumed_at=state.get("step"))
         if not ckpt:
-            info = {"base_model": config.model, "method": config.method, "data": fingerprint(config), "trainable_params": trainable, "total_params": n_total, "system_prompt": data.system_prompt}
+            info = {"run_id": run_id, "base_model": config.model, "method": config.method, "data": fingerprint(config), "trainable_params": trainable, "total_params": n_total, "system_prompt": data.system_prompt}
             runfolder.write_start(run_dir, cfg.to_yaml(config), info)
+        else:
+            runfolder.update_info(run_dir, status="running", error=None, resumed=time.strftime("%Y-%m-%dT%H:%M:%S"))
     autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16)
-    return Session(config, acc, run_dir, tokenizer, data, plan, total, forward, optimizer, scheduler, params, autocast, state.get("step", 0), state)
+    return Session(config, acc, run_dir, tokenizer, data, plan, total, forward, optimizer, scheduler, params, autocast, run_id, state.get("step", 0), state)
+
+
+def _open_run_folder(acc, run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[str | None, Path | None]:
+    """Before anything loads: a fresh run gets an empty, writable folder and a new run id; a resumed
+    one its own id and newest usable checkpoint. Leftovers of a killed run are removed either way."""
+    if resume:
+        run_id = runfolder.read_info(run_dir).get("run_id")
+        if acc.is_main_process:
+            _clean(run_dir)
+        acc.wait_for_everyone()
+        ckpt = checkpoint.latest(run_dir, run_id, warn=say)
+        if ckpt is None:
+            say(f"{run_dir} has no complete checkpoint yet; starting from the beginning")
+        return run_id, ckpt
+    runfolder.check_fresh(run_dir, overwrite=overwrite)
+    acc.wait_for_everyone()
+    run_id = runfolder.start_fresh(run_dir) if acc.is_main_process else None
+    acc.wait_for_everyone()
+    return run_id, None
+
+
+def _clean(run_dir: Path) -> None:
+    freed = runfolder.clean_debris(run_dir)
+    if freed:
+        say(f"removed {freed / 2**20:.1f} MB left behind by an interrupted run in {run_dir}")
+
+
+def _check_batch(config: cfg.TrainConfig, rows: int, world: int) -> None:
+    """A micro-batch larger than the data would repeat rows within it (and a typo like 1e11 would
+    take all memory); a step larger than the data repeats rows within the step."""
+    if config.micro_batch_size * world > rows:
+        raise ConfigError(f"micro_batch_size {config.micro_batch_size} x {world} process(es) is more than the {rows} training rows",
+                          fix=f"set micro_batch_size to at most {max(1, rows // world)} (rows are examples packed up to data.max_seq_len tokens)")
+    step = config.micro_batch_size * config.grad_accum * world
+    if step > rows:
+        say(f"warning: a step takes {step} rows but the data has {rows}, so some rows count twice in each step; "
+            f"lower grad_accum to at most {max(1, rows // (config.micro_batch_size * world))}")
 
 
 def _supervised(batch: dict) -> int:
@@ -218,8 +291,10 @@ def save_checkpoint(s: Session, extra: dict) -> None:
     if acc.distributed_type.name == "FSDP":  # shards must be gathered; every process takes part
         state_dict = {k.removeprefix("model."): v for k, v in acc.get_state_dict(s.forward).items()}
     if acc.is_main_process:
+        _check_finite(s, "checkpoint")
         state = {**extra, "epoch": s.plan.epoch_of(s.step)}
-        checkpoint.save(s.run_dir, step=s.step, model=model, tokenizer=s.tokenizer, optimizer=s.optimizer, scheduler=s.scheduler, state=state, keep=s.config.keep_checkpoints, state_dict=state_dict)
+        checkpoint.save(s.run_dir, step=s.step, model=model, tokenizer=s.tokenizer, optimizer=s.optimizer, scheduler=s.scheduler,
+                        state=state, keep=s.config.keep_checkpoints, run_id=s.run_id, state_dict=state_dict)
     acc.wait_for_everyone()
 
 
@@ -228,12 +303,21 @@ def _finish(s: Session, metrics: runfolder.Metrics) -> None:
 
     model = s.acc.unwrap_model(s.forward).model
     if s.acc.is_main_process:
+        _check_finite(s, "final/")
         with atomic_dir(s.run_dir / "final") as tmp:
             checkpoint.save_model_files(model, s.tokenizer, tmp)
+            checkpoint.fault_point("final")
         metrics.plot(s.run_dir / "loss.png")
         runfolder.update_info(s.run_dir, status="finished", steps=s.step, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         say(f"done: {s.run_dir / 'final'}  (loss curve: {s.run_dir / 'loss.png'})")
     s.acc.wait_for_everyone()
+
+
+def _check_finite(s: Session, what: str) -> None:
+    """Never save weights that are not finite: a NaN adapter answers nothing but looks like a result."""
+    if not all(bool(torch.isfinite(p).all()) for p in s.params):
+        raise RunError(f"the trained weights are not finite at step {s.step}, so {what} was not written",
+                       fix=f"lower optim.lr (it is {s.config.optim.lr:g}) or set optim.grad_clip, and start again with --overwrite")
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> cfg.TrainConfig:
