@@ -154,10 +154,13 @@ def test_no_module_loads_a_pickle():
 # --- 3. and 6. sizes and values checked before they cost anything -----------------------------
 
 
-def test_a_micro_batch_larger_than_the_data_is_an_error_naming_the_limit(tmp_path):
-    config = cfg.validate(make_config(tmp_path, micro_batch_size=60000))
-    with pytest.raises(ConfigError, match=r"micro_batch_size 60000 x 1 process\(es\) is more than the \d+ training rows"):
-        run(config)
+def test_a_micro_batch_larger_than_the_data_uses_each_row_once_and_says_so(tmp_path, capsys):
+    # Before, rows were repeated to fill the micro-batch: 60000 of them took all memory.
+    run_dir = run(cfg.validate(make_config(tmp_path, micro_batch_size=60000, max_steps=1)))
+    err = capsys.readouterr().err
+    assert "warning: micro_batch_size 60000 is more than the 24 training rows; using 24" in err
+    assert "batch      24 rows x 1 accumulation x 1 process(es) = 24 rows" in err
+    assert (run_dir / "final" / "adapter_model.safetensors").is_file()
 
 
 def test_the_issue_s_values_are_config_errors_before_anything_loads(tmp_path):

@@ -199,8 +199,8 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
     if ckpt:
         checkpoint.load_trainable(model, ckpt)
     data = prepare(config, tokenizer)
-    _check_batch(config, len(data.train_rows), acc.num_processes)
-    plan = Plan(len(data.train_rows), micro_batch=config.micro_batch_size, grad_accum=config.grad_accum, world=acc.num_processes, seed=config.seed)
+    micro = micro_batch(config, len(data.train_rows), acc.num_processes)
+    plan = Plan(len(data.train_rows), micro_batch=micro, grad_accum=config.grad_accum, world=acc.num_processes, seed=config.seed)
     total = plan.total_steps(config.epochs, config.max_steps)
     o = config.optim
     warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_ratio * total)
@@ -251,16 +251,22 @@ def _clean(run_dir: Path) -> None:
         say(f"removed {freed / 2**20:.1f} MB left behind by an interrupted run in {run_dir}")
 
 
-def _check_batch(config: cfg.TrainConfig, rows: int, world: int) -> None:
-    """A micro-batch larger than the data would repeat rows within it (and a typo like 1e11 would
-    take all memory); a step larger than the data repeats rows within the step."""
-    if config.micro_batch_size * world > rows:
-        raise ConfigError(f"micro_batch_size {config.micro_batch_size} x {world} process(es) is more than the {rows} training rows",
-                          fix=f"set micro_batch_size to at most {max(1, rows // world)} (rows are examples packed up to data.max_seq_len tokens)")
-    step = config.micro_batch_size * config.grad_accum * world
+def micro_batch(config: cfg.TrainConfig, rows: int, world: int) -> int:
+    """Rows per micro-batch: config.micro_batch_size, but never more than each process's share of
+    the training rows (a batch cannot hold more distinct rows than there are; before this bound, a
+    typo like 1e11 repeated the rows until memory ran out). A step larger than the data warns."""
+    if rows < world:
+        raise ConfigError(f"{world} processes but only {rows} training row(s): each process needs at least one",
+                          fix="train on more data, or with fewer processes")
+    micro = min(config.micro_batch_size, rows // world)
+    if micro < config.micro_batch_size:
+        say(f"warning: micro_batch_size {config.micro_batch_size} is more than the {rows} training rows"
+            f"{f' shared by {world} processes' if world > 1 else ''}; using {micro} (rows are examples packed up to data.max_seq_len tokens)")
+    step = micro * config.grad_accum * world
     if step > rows:
         say(f"warning: a step takes {step} rows but the data has {rows}, so some rows count twice in each step; "
-            f"lower grad_accum to at most {max(1, rows // (config.micro_batch_size * world))}")
+            f"lower grad_accum to at most {max(1, rows // (micro * world))}")
+    return micro
 
 
 def _supervised(batch: dict) -> int:
