@@ -164,11 +164,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def safe_yaml(text: str) -> Any:
     """YAML text as plain values, refusing aliases that expand past ``MAX_CONFIG_VALUES`` or
     refer to themselves (the check walks the parsed nodes, where an alias is one shared node)."""
-    node = yaml.compose(text, Loader=yaml.SafeLoader)
-    if node is None:
-        return None
-    _count_values(node, {}, set())
-    return yaml.safe_load(text)
+    loader = yaml.SafeLoader(text)  # what yaml.safe_load does, with the count between its halves
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _count_values(node, {}, set())
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _count_values(node: yaml.Node, seen: dict[int, int], open_: set[int]) -> int:

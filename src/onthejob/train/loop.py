@@ -169,9 +169,11 @@ def train_step(s: Session) -> tuple[float, float, int, float]:
     loss = acc.reduce(loss_sum, "sum").item() / max(n_step, 1)  # the same on every process
     if math.isfinite(loss + norm):
         s.optimizer.step()
-    with warnings.catch_warnings():  # a skipped first step: the schedule still moves with the step
-        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
         s.scheduler.step()
+    else:  # the schedule still moves with the step; torch warns when that precedes any update
+        with warnings.catch_warnings():  # only here: catching resets warnings' once-only memory
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
+            s.scheduler.step()
     s.optimizer.zero_grad(set_to_none=True)
     tokens = acc.reduce(torch.tensor(sum(int((b["input_ids"] != pad).sum()) for b in batches), device=acc.device), "sum").item()
     return loss, norm, int(tokens), time.perf_counter() - t0
