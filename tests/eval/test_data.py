@@ -34,6 +34,13 @@ def test_read_eval_splits_off_the_reference_and_keeps_the_checks(tmp_path):
     ({"messages": [{"role": "user", "content": "q"}]}, "last message must be the reference"),
     ({"messages": [{"role": "assistant", "content": "a"}]}, "no user message"),
     (chat(facts="three months"), "'facts' must be a list"),
+    (chat(facts=["three months", ""]), r"'facts'\[1\] .*non-empty strings or non-empty lists"),
+    (chat(facts=[[]]), r"'facts'\[0\] is \[\]"),
+    (chat(facts=[["ten days", 10]]), r"'facts'\[0\]"),
+    (chat(facts=[[["nested"]]]), r"'facts'\[0\]"),
+    (chat(facts=["x"] * 101), "101 entries, at most 100"),
+    (chat(facts=[["x"] * 21]), r"'facts'\[0\] has 21 alternatives, at most 20"),
+    (chat(facts=["ok", ["ok", "y" * 2001]]), r"'facts'\[1\] is longer than 2,000 characters"),
     (chat(regex="(unclosed"), "not a valid regular expression"),
     (chat(json_schema={"type": "no-such-type"}), "not a valid JSON Schema"),
     ([1, 2], "must be a JSON object"),
@@ -42,6 +49,14 @@ def test_bad_lines_name_file_and_line(tmp_path, bad, message):
     path = write(tmp_path / "e.jsonl", [chat(), bad])
     with pytest.raises(DataError, match=f"e.jsonl:2: .*{message}"):
         read_eval(path)
+
+
+def test_facts_may_list_alternatives_up_to_the_bounds(tmp_path):
+    facts = [["ten days", "10 days"], "sick leave"] + ["x"] * 98  # 100 facts
+    longest = [["y" * 2000] * 20]  # 20 alternatives of 2,000 characters
+    first, second = read_eval(write(tmp_path / "e.jsonl", [chat(facts=facts), chat(facts=longest)]))
+    assert first.facts[:2] == [["ten days", "10 days"], "sick leave"] and len(first.facts) == 100
+    assert second.facts == longest
 
 
 def test_missing_or_empty_file(tmp_path):

@@ -7,12 +7,19 @@ One record per line::
 
     {"messages": [{"role": "user", "content": "How long is probation?"},
                   {"role": "assistant", "content": "Three months."}],
-     "facts": ["three months"],            # optional: every string must appear in the answer
+     "facts": ["three months",             # optional: each must be found in the answer;
+               ["ten days", "10 days"]],   #   a list is alternatives, any one will do
      "regex": "^[A-Z].*\\.$",              # optional: the answer must match (re.search)
-     "json_schema": {"type": "object"}}    # optional: the answer must be JSON valid against it
+     "json_schema": {"type": "object"},    # optional: the answer must be JSON valid against it
+     "covered": false,                     # optional: the documents do not cover it (RAG should decline)
+     "refuse": true}                       # optional: a correct answer declines (a harmful request)
 
-Facts are matched case- and whitespace-insensitively, like the ``token_presence`` sets of the HR
-question data; ``from_token_presence`` turns that CSV into such records.
+Facts are found as a reader would find them (``onthejob.eval.facts``): case, punctuation, dashes,
+articles and the way a number is written do not matter ("ten days" = "10 days", "$2 million" =
+"2,000,000", "full-time" = "full time"), and a fact of four or more content words also counts when
+75% of those words stand together in the answer with the same negation. At most 100 facts per
+record, 20 alternatives per fact and 2,000 characters per string. ``from_token_presence`` turns the
+HR question data's ``token_presence`` CSV into such records.
 """
 
 from __future__ import annotations
@@ -35,10 +42,12 @@ class EvalItem:
     line: int  # 1-based line in the JSONL file
     messages: list[dict[str, Any]]  # the conversation without the reference answer
     reference: str  # the reference assistant answer
-    facts: list[str] = field(default_factory=list)  # strings a correct answer contains
+    facts: list[str | list[str]] = field(default_factory=list)  # what a correct answer states; a list: alternatives
     regex: str | None = None  # a pattern the answer must match (re.search)
     json_schema: dict | None = None  # the answer must be JSON valid against this schema
     raw: dict = field(default_factory=dict)  # the record as read, extra keys included
+    covered: bool = True  # False: the documents do not cover it; a grounded answer declines
+    refuse: bool = False  # True: a correct answer declines (a harmful request in the general probe)
 
     @property
     def question(self) -> str:
@@ -84,8 +93,7 @@ def _item(record: dict, where: str, n: int) -> EvalItem:
     if not any(m.get("role") == "user" for m in messages[:-1]):
         raise DataError(f"{where}: no user message before the reference answer")
     facts = record.get("facts") or []
-    if not isinstance(facts, list) or not all(isinstance(x, str) and x.strip() for x in facts):
-        raise DataError(f"{where}: 'facts' must be a list of non-empty strings")
+    _check_facts(facts, where)
     regex = record.get("regex")
     if regex is not None:
         if not isinstance(regex, str):
@@ -97,7 +105,35 @@ def _item(record: dict, where: str, n: int) -> EvalItem:
     schema = record.get("json_schema")
     if schema is not None:
         _check_schema(schema, where)
-    return EvalItem(n, messages[:-1], last["content"], facts, regex, schema, record)
+    flags = {}
+    for key in ("covered", "refuse"):
+        if key in record and not isinstance(record[key], bool):
+            raise DataError(f"{where}: {key!r} must be true or false, not {record[key]!r}")
+        flags[key] = record.get(key, key == "covered")
+    return EvalItem(n, messages[:-1], last["content"], facts, regex, schema, record, **flags)
+
+
+MAX_FACTS, MAX_ALTERNATIVES, MAX_FACT_CHARS = 100, 20, 2000  # matching cost grows with each
+
+
+def _check_facts(facts: Any, where: str) -> None:
+    shape = 'a list whose entries are non-empty strings or non-empty lists of them (alternatives)'
+    example = '"facts": ["three months", ["ten days", "10 days"]]'
+    if not isinstance(facts, list):
+        raise DataError(f"{where}: 'facts' must be {shape}", fix=f"write e.g. {example}")
+    if len(facts) > MAX_FACTS:
+        raise DataError(f"{where}: 'facts' has {len(facts)} entries, at most {MAX_FACTS} allowed",
+                        fix="split the question or keep the facts that decide it")
+    for i, fact in enumerate(facts):
+        alternatives = fact if isinstance(fact, list) else [fact]
+        if not alternatives or not all(isinstance(x, str) and x.strip() for x in alternatives):
+            raise DataError(f"{where}: 'facts'[{i}] is {json.dumps(fact)[:80]}; 'facts' must be {shape}",
+                            fix=f"write e.g. {example}")
+        if len(alternatives) > MAX_ALTERNATIVES:
+            raise DataError(f"{where}: 'facts'[{i}] has {len(alternatives)} alternatives, at most {MAX_ALTERNATIVES}")
+        if any(len(x) > MAX_FACT_CHARS for x in alternatives):
+            raise DataError(f"{where}: 'facts'[{i}] is longer than {MAX_FACT_CHARS:,} characters",
+                            fix="state the fact in a phrase or sentence")
 
 
 def _check_schema(schema: Any, where: str) -> None:
