@@ -3,6 +3,7 @@
     from onthejob.eval.stats import bootstrap_ci, paired_bootstrap
     mean, low, high = bootstrap_ci(scores)              # 95% percentile bootstrap
     paired_bootstrap(base_scores, tuned_scores)         # {"diff", "low", "high", "p_value", "significant"}
+    mcnemar(lost=3, gained=1)                           # 0.625: paired right/wrong, exact
 
 Eval sets are small (tens to hundreds of questions), so a mean alone says little: 0.62 vs 0.58
 on 50 questions is often noise. The paired bootstrap resamples *questions*, keeping each
@@ -12,6 +13,7 @@ intervals. Both are deterministic for a seed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -71,3 +73,17 @@ def paired_bootstrap(a: Sequence[float | None], b: Sequence[float | None], *, n:
         "significant": bool(low > 0 or high < 0),
         "n": len(d),
     }
+
+
+def mcnemar(lost: int, gained: int) -> float:
+    """Exact two-sided McNemar p-value for paired right/wrong outcomes.
+
+    Only the discordant questions carry information: ``lost`` (right before, wrong after) and
+    ``gained`` (wrong before, right after). Under "no change" each discordant question is a fair
+    coin, so the p-value is twice the binomial tail of the smaller count, at most 1."""
+    n = lost + gained
+    if n == 0:
+        return 1.0
+    k = min(lost, gained)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return float(min(1.0, 2 * tail))
