@@ -9,7 +9,7 @@ import pytest
 
 from onthejob.errors import ConfigError, ModelError
 from onthejob.eval.data import EvalItem
-from onthejob.eval.judge import judge, parse_reply
+from onthejob.eval.judge import RUBRIC, agreement, agreement_sentence, judge, parse_reply
 
 
 class FakeJudge(BaseHTTPRequestHandler):
@@ -48,26 +48,26 @@ def endpoint():
 ITEMS = [EvalItem(n, [{"role": "user", "content": f"question {n}"}], f"reference {n}") for n in (3, 5, 8)]
 
 
-def test_judge_scores_each_answer(endpoint):
-    FakeJudge.replies = ['{"score": 4, "reason": "close"}',
-                         'Sure! ```json\n{"score": 2, "reason": "wrong number"}\n```',
+def test_judge_grades_each_answer_on_the_rubric(endpoint):
+    FakeJudge.replies = ['{"grade": "correct", "reason": "same amount"}',
+                         'Sure! ```json\n{"grade": "Partly", "reason": "wrong notice period"}\n```',
                          "I cannot grade this."]
     grades = judge(ITEMS, ["a3", "a5", "a8"], base_url=endpoint, model="grader", api_key="k")
-    assert grades[:2] == [{"line": 3, "score": 4, "reason": "close"}, {"line": 5, "score": 2, "reason": "wrong number"}]
-    assert grades[2]["line"] == 8 and grades[2]["score"] is None and "I cannot grade" in grades[2]["reason"]
+    assert grades[:2] == [{"line": 3, "grade": "correct", "score": 1.0, "reason": "same amount"},
+                          {"line": 5, "grade": "partly", "score": 0.5, "reason": "wrong notice period"}]
+    assert grades[2]["line"] == 8 and grades[2]["grade"] is None and grades[2]["score"] is None
+    assert "I cannot grade" in grades[2]["reason"]  # one bad reply loses no other grade
     first = FakeJudge.requests[0]
     assert first["path"] == "/v1/chat/completions" and first["model"] == "grader" and first["temperature"] == 0
     prompt = first["messages"][0]["content"]
-    assert "question 3" in prompt and "reference 3" in prompt and "a3" in prompt and "Rubric" in prompt
+    assert "question 3" in prompt and "reference 3" in prompt and "a3" in prompt and RUBRIC in prompt
 
 
-def test_rubric_and_prompt_from_files(endpoint, tmp_path):
-    FakeJudge.replies = ['{"score": 5, "reason": "ok"}']
-    (tmp_path / "rubric.txt").write_text("5 if it rhymes", encoding="utf-8")
+def test_prompt_from_a_file(endpoint, tmp_path):
+    FakeJudge.replies = ['{"grade": "wrong", "reason": "no"}']
     (tmp_path / "prompt.txt").write_text("R={rubric} Q={question} REF={reference} A={answer}", encoding="utf-8")
-    judge(ITEMS[:1], ["moon"], base_url=endpoint, model="m", rubric=tmp_path / "rubric.txt",
-          prompt=str(tmp_path / "prompt.txt"))
-    assert FakeJudge.requests[0]["messages"][0]["content"] == "R=5 if it rhymes Q=question 3 REF=reference 3 A=moon"
+    judge(ITEMS[:1], ["moon"], base_url=endpoint, model="m", prompt=str(tmp_path / "prompt.txt"))
+    assert FakeJudge.requests[0]["messages"][0]["content"] == f"R={RUBRIC} Q=question 3 REF=reference 3 A=moon"
     with pytest.raises(ConfigError, match="lacks"):
         judge(ITEMS[:1], ["x"], base_url=endpoint, model="m", prompt="no fields here")
 
@@ -78,13 +78,30 @@ def test_unreachable_judge_is_a_model_error():
 
 
 @pytest.mark.parametrize("reply, expected", [
-    ('{"score": 3, "reason": "half"}', (3, "half")),
-    ('{"score": 7, "reason": "?"}', (None, None)),
-    ("Score: 5 - perfect", (5, "Score: 5 - perfect")),
+    ('{"grade": "refused", "reason": "it declined"}', ("refused", "it declined")),
+    ('{"grade": "excellent", "reason": "?"}', (None, None)),  # not a grade of the rubric
+    ('{"score": 5}', (None, None)),  # the old 1-5 scale is no grade
+    ('Thinking {"a": 1} then {"grade": "wrong", "reason": "x"}', ("wrong", "x")),  # the first object with a grade
+    ("Grade: partly - the main point is right", ("partly", "Grade: partly - the main point is right")),
     ("", (None, None)),
 ])
 def test_parse_reply(reply, expected):
-    score, reason = parse_reply(reply)
-    assert score == expected[0]
+    grade, reason = parse_reply(reply)
+    assert grade == expected[0]
     if expected[1] is not None:
         assert reason == expected[1]
+
+
+def test_agreement_shows_where_the_facts_are_too_strict():
+    rows = [{"line": 1, "judge": "correct", "facts_recall": 1.0},
+            {"line": 2, "judge": "correct", "facts_recall": 0.0},  # facts too strict
+            {"line": 3, "judge": "wrong", "facts_recall": 1.0},  # the judge stricter
+            {"line": 4, "judge": "partly", "facts_recall": 0.5},
+            {"line": 5, "judge": None, "facts_recall": 1.0},  # no grade: not counted
+            {"line": 6, "judge": "correct", "facts_recall": None}]  # no facts: not counted
+    a = agreement(rows)
+    assert a == {"n": 4, "agree": 2, "judge_only": [2], "facts_only": [3]}
+    assert agreement_sentence("fine-tuning", a) == (
+        "fine-tuning: judge and facts agree on 2 of 4 answers; the judge credits 1 the facts miss "
+        "(facts too strict? lines 2); the facts credit 1 the judge does not (lines 3).")
+    assert agreement([{"line": 1, "judge": "correct"}]) is None
