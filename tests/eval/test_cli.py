@@ -46,7 +46,11 @@ def test_compare_arguments_and_config_file(tmp_path):
     path.write_text("data: e.jsonl\nrun: r\nrag: {collection: hr, k: 3}\nsampling: {max_new_tokens: 32}\n")
     _, config = _config(["compare", str(path), "--rag-k", "7"])  # a flag overrides the file's key
     assert (config.arms, config.rag.collection, config.rag.k, config.sampling.max_new_tokens) == (
-        ["prompt", "rag", "ft", "ft+rag"], "hr", 7, 32)
+        ["prompt", "few-shot", "rag", "ft", "ft+rag"], "hr", 7, 32)
+    _, config = _config(["compare", str(path), "--shots", "t.jsonl", "--shots-k", "2", "--uncovered", "u.jsonl",
+                         "--general", "none"])
+    assert (config.few_shot.data, config.few_shot.k, config.uncovered, config.general) == ("t.jsonl", 2, "u.jsonl", None)
+    assert _config(["compare", str(path)])[1].general == "builtin"  # the probe is on by default
 
 
 def test_compare_config_problems_are_reported_together(tmp_path):

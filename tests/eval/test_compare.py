@@ -10,7 +10,7 @@ import yaml
 
 from onthejob.config import validate
 from onthejob.errors import ConfigError
-from onthejob.eval.compare import compare, make_verdict, pairs
+from onthejob.eval.compare import compare, pairs
 from onthejob.eval.config import ARMS, CompareConfig
 from onthejob.generate.sampling import SamplingParams
 from tests.runs import make_run, save_base
@@ -31,7 +31,7 @@ class FakeRetriever:
         if "answer" in messages[-1]["content"]:
             return None, []
         wrapped = [*messages[:-1], {"role": "user", "content": "[1] It is sunny.\n\nQuestion: " + messages[-1]["content"]}]
-        return wrapped, [{"n": 1, "doc": "doc.md", "page": None, "heading": None}]
+        return wrapped, [{"n": 1, "doc": "doc.md", "page": None, "heading": None, "text": "It is sunny."}]
 
     def close(self):
         self.closed = True
@@ -70,13 +70,15 @@ def test_four_arms_same_questions_and_reports(setup, tmp_path):
         assert [r["line"] for r in e.per_example] == [1, 2, 3, 4]
         assert e.label == ARMS[arm]
     assert retriever.asked == 8 and not retriever.closed  # the caller's retriever stays open
-    assert result.evals["rag"].per_example[3]["covered"] is False  # not covered: answered without the model
+    assert result.evals["rag"].per_example[3]["retrieved"] is False  # nothing found: answered without the model
     ft, prompt = result.evals["ft"].per_example, result.evals["prompt"].per_example
     assert [r["answer"] for r in ft] != [r["answer"] for r in prompt]  # the adapter is used
     assert result.primary == "facts_recall"
     assert [(c["a"], c["b"]) for c in result.comparisons] == [("rag", "prompt"), ("ft", "prompt"), ("ft+rag", "prompt"), ("ft+rag", "ft")]
-    assert re.search(r"^\S.* answers \d of 4 correctly against \d for prompting; facts_recall [+-]\d\.\d\d, (not )?significant "
-                     r"\(95% CI [+-]\d\.\d\d to [+-]\d\.\d\d\)\.$", result.verdict.splitlines()[0])
+    headline, *lines = result.verdict.splitlines()
+    assert "on facts_recall over 4 questions" in headline and "With only 4 questions the intervals are wide" in headline
+    assert re.search(r"^RAG against prompting: \d vs \d of 4 correct; facts_recall [+-]\d\.\d\d, (not )?significant "
+                     r"\(95% CI [+-]\d\.\d\d to [+-]\d\.\d\d, 4 questions\)\.$", lines[0])
     assert [leak.eval_line for leak in result.leaks] == [2]
     assert all(c["n"] == 3 for c in result.clean.values())  # every arm scored again without question 2
     page = result.paths["html"].read_text()
@@ -98,19 +100,56 @@ def test_missing_inputs_name_the_flag():
     with pytest.raises(ConfigError) as e:
         validate(CompareConfig, {"data": "e.jsonl", "arms": ["rag", "ft+rag"]})
     assert "--rag NAME" in str(e.value) and "--run RUN" in str(e.value)
-    with pytest.raises(ConfigError, match="choose from prompt, rag, ft, ft\\+rag"):
+    with pytest.raises(ConfigError, match="choose from prompt, few-shot, rag, ft, ft\\+rag"):
         validate(CompareConfig, {"data": "e.jsonl", "arms": "prompt,lora", "run": "r"})
     assert validate(CompareConfig, {"data": "e.jsonl", "arms": "prompt, ft,ft", "run": "r"}).arms == ["prompt", "ft"]
 
 
-def test_verdict_words():
-    comparisons = [{"a": "ft+rag", "b": "prompt", "metric": "facts_recall", "diff": 0.38, "low": 0.30, "high": 0.46,
-                    "significant": True, "n": 50},
-                   {"a": "rag", "b": "prompt", "metric": "facts_recall", "diff": 0.02, "low": -0.05, "high": 0.09,
-                    "significant": False, "n": 50}]
-    verdict = make_verdict(["prompt", "rag", "ft+rag"], {"prompt": 12, "rag": 14, "ft+rag": 31}, comparisons, 50)
-    assert verdict.splitlines() == [
-        "fine-tuning + RAG answers 31 of 50 correctly against 12 for prompting; facts_recall +0.38, significant (95% CI +0.30 to +0.46).",
-        "RAG answers 14 of 50 correctly against 12 for prompting; facts_recall +0.02, not significant (95% CI -0.05 to +0.09).",
-    ]
+def test_pairs():
+    assert pairs(["prompt", "few-shot", "ft", "ft+rag"]) == [("few-shot", "prompt"), ("ft", "prompt"), ("ft+rag", "prompt"), ("ft+rag", "ft")]
     assert pairs(["ft", "ft+rag"]) == [("ft+rag", "ft")]
+
+
+def test_few_shot_uncovered_questions_judge_and_general_probe(setup, tmp_path, monkeypatch):
+    """The five-arm machinery on the tiny model: few-shot shows training examples, the uncovered
+    file adds questions that only abstention scores, the judge's grades sit beside the facts, and
+    the general probe runs once per model."""
+    from tests.eval.test_judge import FakeJudge, endpoint  # noqa: F401 - the fake judge server
+
+    root, run, data = setup
+    uncovered = tmp_path / "uncovered.jsonl"
+    uncovered.write_text(json.dumps({"messages": [{"role": "user", "content": "Can I bring my dog?"},
+                                                  {"role": "assistant", "content": "Not covered."}]}) + "\n")
+    from http.server import HTTPServer
+    import threading
+
+    FakeJudge.requests, FakeJudge.replies = [], ['{"grade": "correct", "reason": "fine"}'] * 15
+    server = HTTPServer(("127.0.0.1", 0), FakeJudge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    shown = []
+    from onthejob.eval import fewshot
+
+    real = fewshot.Shots.demonstrate
+    monkeypatch.setattr(fewshot.Shots, "demonstrate", lambda self, m: shown.append(real(self, m)) or shown[-1])
+    try:
+        config = CompareConfig(data=str(data), arms=["prompt", "few-shot", "rag"], run=str(run), rag={"collection": "fake"},
+                               out=str(tmp_path / "out"), uncovered=str(uncovered), sampling=SamplingParams(max_new_tokens=4),
+                               judge={"url": f"http://127.0.0.1:{server.server_address[1]}/v1", "model": "j"}, batch_size=8)
+        result = compare(config, retriever=FakeRetriever())
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert list(result.evals) == ["prompt", "few-shot", "rag"]
+    # few-shot: the one training example (question 2's copy) before every question
+    assert len(shown) == 5 and all(m[0] == {"role": "user", "content": QUESTIONS[1]} for m in shown)
+    rows = result.evals["rag"].per_example
+    assert [r["line"] for r in rows] == [1, 2, 3, 4, 5] and rows[4]["covered"] is False
+    assert all(r["abstained"] is None for r in rows[:4]) and rows[4]["abstained"] in (0.0, 1.0)
+    assert result.n == 4  # the uncovered question has no facts: not in the primary metric
+    assert len(FakeJudge.requests) == 15 and all(r["judge"] == "correct" for r in rows)
+    report = json.loads(result.paths["json"].read_text())
+    assert "correct: says what the reference says" in report["judge"]["rubric"]
+    assert set(report["judge"]["agreement"]) == {"prompting", "few-shot", "RAG"}
+    assert "judge and facts agree on" in result.verdict
+    assert report["general"]["n"] == 100 and list(report["general"]["models"]) == ["base (general)"]
+    assert result.verdict.splitlines()[-1].startswith("general skills: base passes ")

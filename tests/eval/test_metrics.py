@@ -1,11 +1,14 @@
 """Each metric against numbers worked out by hand in the comments."""
 
+from types import SimpleNamespace
+
 import pytest
 
 from onthejob.errors import ConfigError
 from onthejob.eval import metrics
 from onthejob.eval.data import EvalItem
-from onthejob.eval.metrics import METRICS, get_metric, metric, score
+from onthejob.eval.metrics import METRICS, abstained, answer_support, citation_precision, confidently_wrong, get_metric, metric, score
+from onthejob.eval.run import Grounded
 from onthejob.generate.request import Completion
 
 
@@ -63,6 +66,14 @@ def test_facts_recall_is_case_and_whitespace_insensitive():
     assert m("facts_recall", answer) is None  # no facts: not applicable
 
 
+def test_facts_recall_reads_numbers_and_alternatives_like_a_person():
+    answer = "Full-time employees accrue 10 days of sick leave per calendar year."
+    assert m("facts_recall", answer, facts=["ten days", "full time"]) == 1.0  # a substring match found neither
+    assert m("facts_recall", answer, facts=[["two weeks", "10 days"], "13 months"]) == 0.5
+    assert m("facts_recall", answer, facts=["100 days"]) == 0.0
+    assert metrics.fact_recall(answer, ["ten days"]) == 1.0  # still importable from metrics
+
+
 def test_format_valid_regex():
     assert m("format_valid", "21 days", regex=r"^\d+ days$") == 1.0
     assert m("format_valid", "twenty-one days", regex=r"^\d+ days$") == 0.0
@@ -113,3 +124,50 @@ def test_score_runs_every_registered_metric_including_new_ones():
 def test_unknown_metric_lists_the_known_ones():
     with pytest.raises(ConfigError, match="token_f1"):
         get_metric("bleu")
+
+
+# --- grounded answers --------------------------------------------------------------------------
+
+
+
+PASSAGES = [{"n": 1, "doc": "h.md", "text": "Full-time staff get 27 days of annual leave."},
+            {"n": 2, "doc": "h.md", "text": "The office is in Dundee."}]
+
+
+def grounded(text, passages=PASSAGES):
+    return Grounded(SimpleNamespace(text=text, finish_reason="stop", completion_tokens=5, seconds=0.1), passages)
+
+
+def eval_item(facts=(), covered=True):
+    return EvalItem(1, [{"role": "user", "content": "q"}], "ref", list(facts), covered=covered)
+
+
+def test_citation_precision_checks_the_cited_passage_holds_the_stated_fact():
+    item = eval_item(["27 days"])
+    assert citation_precision(item, grounded("You get twenty-seven days [1].")) == 1.0
+    assert citation_precision(item, grounded("You get 27 days [2].")) == 0.0  # cites the wrong passage
+    assert citation_precision(item, grounded("You get 27 days [1][2].")) == 0.5
+    assert citation_precision(item, grounded("You get 27 days.")) is None  # no citation
+    assert citation_precision(item, grounded("You get 30 days [1].")) is None  # no fact stated
+    assert citation_precision(item, SimpleNamespace(text="27 days [1]")) is None  # an arm without passages
+
+
+def test_answer_support_is_the_share_of_content_words_in_the_passages():
+    item = eval_item(["27 days"])
+    assert answer_support(item, grounded("Staff get 27 days of annual leave [1].")) == 1.0
+    half = answer_support(item, grounded("Staff get 27 days, plus a bonus and free lunches."))
+    assert 0.3 < half < 0.7
+    assert answer_support(item, grounded("The documents I have do not cover this.")) is None  # a decline
+    assert answer_support(item, grounded("27 days", passages=[])) is None
+
+
+def test_abstention_and_confidently_wrong():
+    uncovered, covered = eval_item(covered=False), eval_item(["27 days"])
+    assert abstained(uncovered, grounded("The documents I have do not cover this.")) == 1.0
+    assert abstained(uncovered, grounded("Yes, dogs are welcome.")) == 0.0
+    assert abstained(covered, grounded("27 days")) is None  # only asked of uncovered questions
+    assert confidently_wrong(uncovered, grounded("Yes, dogs are welcome.")) == 1.0
+    assert confidently_wrong(uncovered, grounded("I don't know.")) == 0.0
+    assert confidently_wrong(covered, grounded("You get 30 days.")) == 1.0
+    assert confidently_wrong(covered, grounded("You get 27 days.")) == 0.0
+    assert confidently_wrong(eval_item(), grounded("anything")) is None  # no facts to judge by

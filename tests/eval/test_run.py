@@ -111,7 +111,8 @@ def test_rag_answers_covered_questions_and_refuses_the_rest(world):
     assert [m[0] for m in rag.asked] == [{"role": "system", "content": "Answer in French."}] * 3
     assert [m[1]["role"] for m in rag.asked] == ["user"] * 3
     covered, *refused = result.per_example
-    assert covered["covered"] and [r["covered"] for r in refused] == [False, False]
+    assert covered["retrieved"] and [r["retrieved"] for r in refused] == [False, False]
+    assert covered["sources"] == [{"n": 1, "doc": "w.txt"}] and refused[0]["sources"] == []
     assert all(r["answer"] == NOT_COVERED and r["answer_tokens"] == 0.0 and r["latency_s"] is None for r in refused)
     loaded = load_for_inference(world["run"])
     wrapped, _ = FakeRetriever().prepare(rag.asked[0])

@@ -1,8 +1,8 @@
 """The ``ojt eval``, ``ojt compare`` and ``ojt data leakage`` commands.
 
     ojt eval runs/hr-demo --data examples/hr/eval.jsonl            # base vs tuned, reports in runs/hr-demo/eval
-    ojt eval runs/hr-demo --data eval.jsonl --general alpaca.json  # ...and did general skills regress?
-    ojt compare --data examples/hr/eval.jsonl --arms prompt,rag,ft,ft+rag --run runs/hr-demo --rag hr-demo
+    ojt eval runs/hr-demo --data eval.jsonl --general none          # without the general-skills probe
+    ojt compare --data examples/hr/eval.jsonl --arms prompt,few-shot,rag,ft,ft+rag --run runs/hr-demo --rag hr
     ojt compare compare.yaml --rag-k 3
     ojt data leakage examples/hr/train.jsonl examples/hr/eval.jsonl
 
@@ -19,9 +19,11 @@ from onthejob.generate.config import METAVARS as ANSWER_METAVARS
 from onthejob.generate.config import RAG_FLAGS, RAG_SKIP, SAMPLING_FLAGS
 
 SHOW = 8  # questions printed side by side
-FLAGS = {**SAMPLING_FLAGS, **RAG_FLAGS, "judge.url": "--judge-url", "judge.model": "--judge-model"}
-METAVARS = {**ANSWER_METAVARS, "data": "EVAL.jsonl", "judge.url": "URL", "judge.model": "M", "general": "ALPACA.json",
-            "out": "DIR", "base": "MODEL", "run": "RUN", "arms": "A,B,..."}
+FLAGS = {**SAMPLING_FLAGS, **RAG_FLAGS, "judge.url": "--judge-url", "judge.model": "--judge-model",
+         "few_shot.data": "--shots", "few_shot.k": "--shots-k"}
+METAVARS = {**ANSWER_METAVARS, "data": "EVAL.jsonl", "judge.url": "URL", "judge.model": "M", "general": "builtin|FILE|none",
+            "out": "DIR", "base": "MODEL", "run": "RUN", "arms": "A,B,...", "uncovered": "EVAL.jsonl",
+            "few_shot.data": "FILE", "few_shot.k": "K"}
 
 
 # ---------------------------------------------------------------------------------- ojt eval
@@ -60,14 +62,21 @@ def print_side_by_side(evals: list, primary: str) -> None:
     lines.append(f"token F1 on {n} held-out questions: " + _each(evals, "token_f1", "{:.2f}"))
     lines.append("answers that ended by themselves (end-of-turn): " + _each(evals, "stopped", "{:.0%}"))
     if "judge" in evals[0].aggregates:
-        lines.append("judge's grade (1-5): " + _each(evals, "judge", "{:.2f}"))
+        lines.append("judge's score (correct 1, partly 0.5): " + _each(evals, "judge", "{:.2f}"))
     print("\n".join(lines))
 
 
 def print_general(general: dict) -> None:
-    for metric, ref, ref_mean, label, mean, diff, ci, word in general["table"]["rows"]:
-        print(f"general skills on {general['n']} questions: {metric} {ref} {ref_mean:.3f}, "
-              f"{label} {mean:.3f} ({diff:+.3f}, 95% CI {ci}): {word}")
+    """The probe's one line per model, e.g. ``general skills (100 items): base 61, tuned 58 passed``."""
+    passed = ", ".join(f"{e.label.removesuffix(' (general)')} {_passed(e)}" for e in general["evals"].values())
+    print(f"general skills ({general['name']}, {general['n']} items): {passed}")
+
+
+def _passed(e) -> str:
+    agg = e.aggregates.get("passed") or {}
+    if agg.get("n"):
+        return f"{round(agg['mean'] * agg['n'])} passed"
+    return f"token F1 {_mean(e.aggregates, 'token_f1', '{:.3f}')}"
 
 
 def _each(evals: list, metric: str, fmt: str) -> str:
@@ -95,11 +104,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     config = cfg.load(CompareConfig, cfg.config_file(args), cfg.overrides(args))
     result = compare(config)
-    print(f"\n{'arm':<20} {'correct':>9} {result.primary:>14} {'token F1':>9} {'latency':>9} {'tokens':>7}")
+    print(f"\n{'arm':<20} {'correct':>9} {result.primary:>14} {'token F1':>9} {'support':>8} {'abstain':>8}"
+          f" {'conf. wrong':>11} {'latency':>9} {'tokens':>7}")
     for arm, e in result.evals.items():
         agg = e.aggregates
         print(f"{result.labels[arm]:<20} {result.correct[arm]:>4} / {result.n:<3}"
               f" {_mean(agg, result.primary, '{:.3f}'):>14} {_mean(agg, 'token_f1', '{:.3f}'):>9}"
+              f" {_mean(agg, 'answer_support', '{:.2f}'):>8} {_mean(agg, 'abstained', '{:.2f}'):>8}"
+              f" {_mean(agg, 'confidently_wrong', '{:.2f}'):>11}"
               f" {_mean(agg, 'latency_s', '{:.2f} s'):>9} {_mean(agg, 'answer_tokens', '{:.0f}'):>7}")
     if result.general:
         print_general(result.general)
@@ -143,9 +155,9 @@ def register(sub) -> None:
     cfg.add_options(p, EvalConfig, aliases=FLAGS, metavars=METAVARS, skip=("model", *RAG_SKIP))
     p.set_defaults(func=cmd_eval, settings=True)
 
-    p = sub.add_parser("compare", help="prompting vs RAG vs fine-tuning vs both, on the same questions",
-                       description="Answer the same questions by prompting, RAG, fine-tuning and both; say which wins and "
-                                   "whether it is significant. Settings come from CONFIG and flags.")
+    p = sub.add_parser("compare", help="prompting vs few-shot vs RAG vs fine-tuning vs both, on the same questions",
+                       description="Answer the same questions by prompting, few-shot, RAG, fine-tuning and both; say which "
+                                   "wins and whether it is significant. Settings come from CONFIG and flags.")
     cfg.add_config_file(p, positional=True, what="compare settings (docs/config.md)")
     cfg.add_options(p, CompareConfig, aliases=FLAGS, metavars=METAVARS, skip=RAG_SKIP)
     p.set_defaults(func=cmd_compare, settings=True)

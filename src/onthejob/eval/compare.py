@@ -5,18 +5,24 @@
     print(result.verdict)
 
 An *arm* is a model answering the questions, with or without passages from a collection.
-``ojt compare``'s arms are ``prompt`` (the base model with the system prompt), ``rag`` (the base
-model answering from passages), ``ft`` (the fine-tuned run) and ``ft+rag`` (the run answering from
-passages); ``ojt eval``'s are ``base`` and ``tuned``. Every arm gets the same questions, decoding
-and metrics; then each arm is paired-bootstrapped against the reference arm (prompting, else the
-first) on one primary metric (facts_recall when the questions list facts, else token_f1) and
-the result is said in one plain sentence per comparison. Besides, in one place for both commands:
+``ojt compare``'s arms are ``prompt`` (the base model with the system prompt), ``few-shot`` (the
+base model shown the most similar training examples first), ``rag`` (the base model answering
+from passages), ``ft`` (the fine-tuned run) and ``ft+rag`` (the run answering from passages);
+``ojt eval``'s are ``base`` and ``tuned``. Every arm gets the same questions, decoding and metrics;
+each arm is paired-bootstrapped against the reference arm (prompting, else the first) on one
+primary metric (facts_recall when the questions list facts, else token_f1), and the verdict
+(``verdict.py``) names a winner only when the difference is significant. Besides, in one place
+for both commands:
 
 - leakage: when the run's training files are known, eval questions that resemble training
   examples are flagged before anything runs; ``exclude_leaks`` leaves them out, otherwise the
   scores are also given without them;
-- a judge model grades every answer (optional), compared arm against arm like the metric;
-- a general instruction set (optional) asks whether fine-tuning cost general skills.
+- questions the documents do not cover (``covered: false``, or the file ``uncovered``) measure
+  abstention and the confidently-wrong rate (``metrics.py``);
+- a judge model grades every answer (optional) on a fixed rubric, compared arm against arm like
+  the metric, and set beside the facts;
+- the general-skills probe (``general.py``, on by default) asks whether fine-tuning cost the
+  model its general skills.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class Arm:
     label: str  # how tables and verdicts call it
     model: str  # the run or model that answers
     rag: bool = False  # answer from the collection's passages
+    few_shot: bool = False  # the most similar training examples come first as earlier turns
 
 
 @dataclass
@@ -50,9 +57,9 @@ class CompareResult:
     labels: dict[str, str] = field(default_factory=dict)  # arm key -> label
     leaks: list = field(default_factory=list)
     clean: dict[str, dict] = field(default_factory=dict)  # arm -> {"mean","low","high","n","correct"} without leaked questions
-    general: dict | None = None  # {"comparisons", "table"} of the general-skills check
+    general: dict | None = None  # the general-skills probe: {"sentence", "changes", "table", ...}
     paths: dict[str, Path] = field(default_factory=dict)  # the reports written
-    n: int = 0  # questions answered
+    n: int = 0  # questions with a primary score
 
 
 def compare(config: CompareConfig, *, retriever=None) -> CompareResult:
@@ -61,10 +68,11 @@ def compare(config: CompareConfig, *, retriever=None) -> CompareResult:
     ``retriever``: a ready ``Retriever`` (anything with ``prepare(messages)``) instead of opening
     ``config.rag``; the caller closes it."""
     base = config.base or default_base(config.run)
-    arms = [Arm(a, ARMS[a], str(config.run) if a.startswith("ft") else base, a.endswith("rag")) for a in config.arms]
+    arms = [Arm(a, ARMS[a], str(config.run) if a.startswith("ft") else base, a.endswith("rag"), a == "few-shot")
+            for a in config.arms]
     out = config.out or (str(Path(config.run) / "compare") if config.run else "compare-report")
     return run_arms(arms, config, run=config.run, retriever=retriever, out_dir=out,
-                    title=f"Prompting, RAG and fine-tuning on {Path(config.data).name}")
+                    title=f"Prompting, few-shot, RAG and fine-tuning on {Path(config.data).name}")
 
 
 def evaluate_model(config: EvalConfig, *, retriever=None) -> CompareResult:
@@ -72,7 +80,7 @@ def evaluate_model(config: EvalConfig, *, retriever=None) -> CompareResult:
     from onthejob.models.adapters import locate
 
     found = locate(config.model)
-    with_base = config.vs_base or config.base is not None or found.run is not None or config.general is not None
+    with_base = config.vs_base or config.base is not None or found.run is not None
     rag = bool(config.rag.collection) or retriever is not None
     arms = ([Arm("base", "base", config.base or found.base_name, rag)] if with_base else [])
     arms.append(Arm("tuned", "tuned", str(config.model), rag))
@@ -83,39 +91,108 @@ def evaluate_model(config: EvalConfig, *, retriever=None) -> CompareResult:
 
 def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, title: str) -> CompareResult:
     """Evaluate every arm on ``config.data``, compare them, write the reports."""
-    from onthejob.eval.data import read_eval
+    from onthejob.eval.judge import agreement_sentence
     from onthejob.eval.report import write_reports
     from onthejob.eval.run import evaluate
+    from onthejob.eval.verdict import verdict
 
-    items = read_eval(config.data)
+    items = read_items(config)
     leaks = find_leaks(run, config.data)
     if config.exclude_leaks:
         items = drop_leaked(items, leaks, run)
+    shots = few_shot(config, run) if any(a.few_shot for a in arms) else None
     evals = {}
     with _opened(retriever, config, any(a.rag for a in arms)) as rag:
         for arm in arms:
             evals[arm.key] = evaluate(arm.model, items, label=arm.label, params=config.sampling, system=config.system,
-                                      seed=config.seed, rag=rag if arm.rag else None, batch_size=config.batch_size)
+                                      seed=config.seed, rag=rag if arm.rag else None, batch_size=config.batch_size,
+                                      shots=shots if arm.few_shot else None)
     labels = {arm.key: arm.label for arm in arms}
     keys = list(evals)
     primary = primary_metric(items)
     comparisons = [paired(evals, a, b, primary, config.seed) for a, b in pairs(keys)]
+    agreement = {}
     if config.judge.url:
-        for e in evals.values():
-            add_judge(e, items, config.judge.url, config.judge.model, seed=config.seed)
-        comparisons += [paired(evals, a, b, "judge", config.seed) for a, b in pairs(keys)]
+        for key, e in evals.items():
+            agreement[key] = add_judge(e, items, config.judge.url, config.judge.model, seed=config.seed)
+        comparisons += [paired(evals, a, b, "judge_score", config.seed) for a, b in pairs(keys)]
     correct = {key: count_correct(e.per_example, primary) for key, e in evals.items()}
-    general = general_skills(arms, config) if config.general else None
-    verdict = make_verdict(keys, correct, [c for c in comparisons if c["metric"] == primary], len(items), labels)
+    general = general_check(arms, config) if config.general else None
+    text = verdict(evals, labels, primary, seed=config.seed, correct=correct, pairs=pairs(keys))
+    text += "".join("\n" + agreement_sentence(labels[k], a) for k, a in agreement.items() if a)
     if general:
-        verdict += "\n" + general_sentence(general["comparisons"])
+        text += "\n" + general["sentence"]
     clean = {} if config.exclude_leaks else scores_without(leaks, evals, primary, config.seed)
     tables = ([_clean_table(clean, primary, labels)] if clean else []) + ([general["table"]] if general else [])
     _attach_facts(evals, items)
-    paths = write_reports(list(evals.values()), out_dir, title=title, verdict=verdict,
+    paths = write_reports(list(evals.values()), out_dir, title=title, verdict=text,
                           comparisons=comparisons + (general["comparisons"] if general else []),
-                          leaks=leaks, tables=tables, primary=primary)
-    return CompareResult(evals, comparisons, primary, correct, verdict, labels, leaks, clean, general, paths, len(items))
+                          leaks=leaks, tables=tables, primary=primary,
+                          extra={"judge": _judge_doc(agreement, labels) if config.judge.url else None,
+                                 "general": _general_doc(general)})
+    return CompareResult(evals, comparisons, primary, correct, text, labels, leaks, clean, general, paths,
+                         sum(1 for r in evals[keys[0]].per_example if r.get(primary) is not None))
+
+
+def read_items(config: Evaluation) -> list:
+    """The eval questions, then ``config.uncovered``'s as questions the documents do not cover
+    (numbered on after the last line of ``config.data``, so every question keeps one number)."""
+    from onthejob.eval.data import read_eval
+
+    items = read_eval(config.data)
+    if config.uncovered:
+        offset = max(item.line for item in items)
+        for item in read_eval(config.uncovered):
+            item.line += offset
+            item.covered = False
+            item.raw = {**item.raw, "from": f"{config.uncovered}:{item.line - offset}"}
+            items.append(item)
+    return items
+
+
+def few_shot(config: Evaluation, run):
+    """The few-shot arm's demonstrations: ``few_shot.data``, else the run's training files."""
+    from onthejob.eval.fewshot import Shots
+
+    settings = getattr(config, "few_shot", None)
+    paths = [settings.data] if settings is not None and settings.data else [str(p) for p in training_files(run)] if run else []
+    if not paths:
+        raise ConfigError("arm few-shot has no examples: the run's training files are not here",
+                          fix="add --shots FILE (any training format)")
+    shots = Shots.from_files(paths, k=settings.k if settings is not None else 4)
+    say(f"few-shot: {shots.k} of {len(shots.pairs)} examples from {', '.join(paths)} before each question")
+    return shots
+
+
+def general_check(arms: list[Arm], config: Evaluation) -> dict:
+    """The general-skills probe once for each distinct model of the arms, the base model first."""
+    from onthejob.eval.general import general_skills
+
+    def tuned(arm: Arm) -> bool:
+        return arm.key.startswith("ft") or arm.key == "tuned"
+
+    models: dict[str, tuple[str, str, str]] = {}
+    for arm in sorted(arms, key=tuned):  # stable: the base model's arms first
+        label = ("fine-tuned" if arm.key.startswith("ft") else arm.label) if tuned(arm) else "base"
+        models.setdefault(arm.model, (arm.key, label, arm.model))
+    return general_skills(list(models.values()), config)
+
+
+def _judge_doc(agreement: dict, labels: dict[str, str]) -> dict:
+    from onthejob.eval.judge import GRADES, PROMPT, RUBRIC
+
+    return {"rubric": RUBRIC, "prompt": PROMPT, "scores": GRADES,
+            "agreement": {labels[k]: a for k, a in agreement.items() if a}}
+
+
+def _general_doc(general: dict | None) -> dict | None:
+    if not general:
+        return None
+    return {"name": general["name"], "n": general["n"], "system": general["system"], "sentence": general["sentence"],
+            "changes": general["changes"],
+            "models": {e.label: {"passed": e.aggregates["passed"], "per_item": [
+                {k: r.get(k) for k in ("line", "question", "answer", "passed")} for r in e.per_example]}
+                for e in general["evals"].values()}}
 
 
 def _opened(retriever, config: Evaluation, needed: bool):
@@ -154,7 +231,8 @@ def count_correct(rows: list[dict], primary: str) -> int:
 
 
 def pairs(arms: list[str]) -> list[tuple[str, str]]:
-    """(arm, against): every arm against prompting (else the first arm), and ft+rag against ft."""
+    """(arm, against): every arm against prompting (else the first arm), and ft+rag against ft.
+    The verdict's headline compares the best arm with every other besides."""
     ref = REFERENCE if REFERENCE in arms else arms[0]
     out = [(a, ref) for a in arms if a != ref]
     if "ft+rag" in arms and "ft" in arms and ref != "ft":
@@ -177,92 +255,21 @@ def _aligned(rows_a: list[dict], rows_b: list[dict], metric: str) -> tuple[list,
     return [first[k] for k in keys], [by_line[k] for k in keys]
 
 
-def make_verdict(arms: list[str], correct: dict[str, int], comparisons: list[dict], n: int,
-                 labels: dict[str, str] | None = None) -> str:
-    """One sentence for the best arm against the reference, then one per other comparison."""
-    labels = labels or ARMS
-    ref = REFERENCE if REFERENCE in arms else arms[0]
-    if len(arms) == 1:
-        return f"{labels[ref]} answers {correct[ref]} of {n} correctly."
-    by_pair = {(c["a"], c["b"]): c for c in comparisons}
-    best = max((a for a in arms if a != ref), key=lambda a: (by_pair[(a, ref)]["diff"], -arms.index(a)))
-    lines = [_sentence(best, ref, correct, by_pair[(best, ref)], n, labels)]
-    lines += [_sentence(a, b, correct, c, n, labels) for (a, b), c in by_pair.items() if a != best or b != ref]
-    return "\n".join(lines)
-
-
-def _sentence(a: str, b: str, correct: dict[str, int], c: dict, n: int, labels: dict[str, str]) -> str:
-    head = f"{labels[a]} answers {correct[a]} of {n} correctly against {correct[b]} for {labels[b]}"
-    if c.get("n", 0) == 0 or c["diff"] != c["diff"]:
-        return head + f"; no {c['metric']} scores to compare."
-    sig = "significant" if c["significant"] else "not significant"
-    return f"{head}; {c['metric']} {c['diff']:+.2f}, {sig} (95% CI {c['low']:+.2f} to {c['high']:+.2f})."
-
-
-def add_judge(e, items: list, url: str, model: str, *, seed: int = 0) -> None:
-    """Grade ``e``'s answers 1-5 with a judge model: per-question ``judge``/``judge_reason`` and an aggregate."""
-    from onthejob.eval.judge import judge
+def add_judge(e, items: list, url: str, model: str, *, seed: int = 0) -> dict | None:
+    """Grade ``e``'s answers with a judge model: per question ``judge`` (the grade), ``judge_score``
+    (1 / 0.5 / 0) and ``judge_reason``; the aggregate ``judge`` is the mean score. Returns the
+    judge's agreement with the facts (``judge.agreement``), None without facts."""
+    from onthejob.eval.judge import agreement, judge
     from onthejob.eval.stats import bootstrap_ci
 
     grades = judge(items, [row["answer"] for row in e.per_example], base_url=url, model=model)
     for row, grade in zip(e.per_example, grades):
-        row["judge"], row["judge_reason"] = grade["score"], grade["reason"]
+        row["judge"], row["judge_score"], row["judge_reason"] = grade["grade"], grade["score"], grade["reason"]
     values = [g["score"] for g in grades]
     n = sum(1 for v in values if v is not None)
     mean, low, high = bootstrap_ci(values, seed=seed) if n else (None, None, None)
     e.aggregates["judge"] = {"mean": mean, "low": low, "high": high, "n": n}
-
-
-# --- general skills -----------------------------------------------------------------------------
-
-GENERAL_METRICS = ("token_f1", "rouge_l")
-
-
-def general_skills(arms: list[Arm], config: Evaluation) -> dict:
-    """Each model of the arms (without passages) on a general instruction set, each against the
-    reference arm's model: did fine-tuning cost general skills?"""
-    from onthejob.eval.run import evaluate
-
-    items = read_general(config.general)
-    models: dict[str, Arm] = {}
-    for arm in sorted(arms, key=lambda a: a.rag):  # an arm without RAG names its model best
-        models.setdefault(arm.model, arm)
-    chosen = list(models.values())
-    evals = {arm.key: evaluate(arm.model, items, label=arm.label, params=config.sampling, system=config.system,
-                               seed=config.seed, batch_size=config.batch_size) for arm in chosen}
-    keys = [a.key for a in arms if a.key in evals]
-    ref = keys[0] if REFERENCE not in keys else REFERENCE
-    comparisons, rows = [], []
-    for key in (k for k in keys if k != ref):
-        for metric in GENERAL_METRICS:
-            c = paired(evals, key, ref, metric, config.seed, suffix=" (general)")
-            comparisons.append(c)
-            word = "regressed" if c["significant"] and c["diff"] < 0 else ("improved" if c["significant"] else "no significant change")
-            rows.append([metric, evals[ref].label, evals[ref].aggregates[metric]["mean"], evals[key].label,
-                         evals[key].aggregates[metric]["mean"], c["diff"], f"{c['low']:+.3f} to {c['high']:+.3f}", word])
-    table = {"title": f"General instruction skills ({Path(config.general).name}, {len(items)} questions)",
-             "columns": ["metric", "reference", "score", "model", "score", "difference", "95% CI", ""], "rows": rows}
-    return {"comparisons": comparisons, "table": table, "n": len(items)}
-
-
-def general_sentence(comparisons: list[dict]) -> str:
-    worse = sorted({c["metric"] for c in comparisons if c["significant"] and c["diff"] < 0})
-    if worse:
-        return f"general skills regressed ({', '.join(worse)} significantly lower)."
-    return "general skills: no significant regression (token F1, ROUGE-L)."
-
-
-def read_general(path: str) -> list:
-    """A general instruction set (any training format) as eval questions with reference answers."""
-    from onthejob.data.readers import read_examples
-    from onthejob.eval.data import EvalItem
-
-    result = read_examples(path)
-    items = [EvalItem(line=e.line, messages=e.messages[:-1], reference=str(e.messages[-1].get("content") or ""))
-             for e in result.examples if e.messages and e.messages[-1].get("role") == "assistant"]
-    if not items:
-        raise ConfigError(f"{path}: no examples ending in an answer", fix="give an Alpaca/chat file with reference outputs")
-    return items
+    return agreement(e.per_example)
 
 
 # --- leakage ------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ facts); aggregates skip the Nones. Add one the way the built-ins are added::
         return float("policy" in completion.text.lower())
 
 Text metrics follow the SQuAD evaluation script: lowercase, drop punctuation and the articles
-a/an/the, collapse whitespace, then compare tokens.
+a/an/the, collapse whitespace, then compare tokens. ``facts_recall`` is the share of the item's facts
+found as ``onthejob.eval.facts`` finds them (numbers by value, long facts by their words).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Protocol
 
 from onthejob.errors import ConfigError
 from onthejob.eval.data import EvalItem
+from onthejob.eval.facts import fact_recall  # re-exported: callers import it from here too
 
 
 class Answer(Protocol):
@@ -41,7 +43,8 @@ METRICS: dict[str, Metric] = {}
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
-_FENCE = re.compile(r"^```[\w-]*\s*\n(.*?)\n?```$", re.DOTALL)
+_CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+_FENCE = re.compile(r"^```[\w-]*[ \t]*\n(.*?)\n?```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
 def metric(name: str):
@@ -113,24 +116,15 @@ def rouge_l_f(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _squash(text: str) -> str:
-    return " ".join(text.split()).lower()
-
-
-def fact_recall(answer: str, facts: list[str]) -> float:
-    """Share of ``facts`` that appear in ``answer`` (case and whitespace insensitive)."""
-    text = _squash(answer)
-    return sum(1 for f in facts if _squash(f) in text) / len(facts)
-
-
 def json_valid(text: str, schema: dict) -> bool:
-    """The answer, or the one fenced block it consists of, is JSON valid against ``schema``."""
+    """The answer is JSON valid against ``schema``: the whole answer, or the one fenced block in it
+    (a reader accepts a ```json block with a sentence around it; two blocks are ambiguous)."""
     import jsonschema
 
     text = text.strip()
-    fenced = _FENCE.match(text)
+    fenced = _FENCE.findall(text)
     try:
-        value = json.loads(fenced.group(1) if fenced else text)
+        value = json.loads(fenced[0] if len(fenced) == 1 else text)
     except ValueError:
         return False
     return jsonschema.validators.validator_for(schema)(schema).is_valid(value)
@@ -192,3 +186,79 @@ def tokens_per_s(item: EvalItem, completion: Answer) -> float | None:
     if not completion.completion_tokens or completion.seconds <= 0:
         return None
     return completion.completion_tokens / completion.seconds
+
+
+# ------------------------------------------------------------------------------------------------
+# Grounded answers: did the answer come from the passages, and does it know when it cannot answer?
+# ``citation_precision`` and ``answer_support`` read the passages a retrieving arm was given
+# (``completion.passages``) and are None for other arms; ``abstained`` and ``confidently_wrong``
+# apply to every arm, since a model without documents can invent an answer too.
+
+
+@metric("passed")
+def passed(item: EvalItem, completion: Answer) -> float | None:
+    """1 when every check of the item holds: each fact stated, the regex and JSON schema met, and a
+    refusal where the item asks for one (``refuse: true``); None for an item without checks."""
+    from onthejob.eval.facts import declines, fact_recall
+
+    if not (item.facts or item.regex or item.json_schema or item.refuse):
+        return None
+    ok = not item.refuse or declines(completion.text)
+    ok = ok and (not item.facts or fact_recall(completion.text, item.facts) >= 1.0)
+    return float(ok and format_valid(item, completion) in (None, 1.0))
+
+
+@metric("abstained")
+def abstained(item: EvalItem, completion: Answer) -> float | None:
+    """On a question the documents do not cover (``covered: false``): 1 when the answer declines."""
+    from onthejob.eval.facts import declines
+
+    return None if item.covered else float(declines(completion.text))
+
+
+@metric("confidently_wrong")
+def confidently_wrong(item: EvalItem, completion: Answer) -> float | None:
+    """1 for an answer that does not decline and is wrong: any answer to a question the documents
+    do not cover, or one stating none of the facts; 0 for a decline or a right answer."""
+    from onthejob.eval.facts import declines, fact_recall
+
+    if declines(completion.text):
+        return 0.0
+    if not item.covered:
+        return 1.0
+    if not item.facts:
+        return None
+    return float(fact_recall(completion.text, item.facts) == 0.0)
+
+
+@metric("citation_precision")
+def citation_precision(item: EvalItem, completion: Answer) -> float | None:
+    """Of the passages the answer cites as [n], the share that contain a fact the answer states;
+    None without passages, facts, citations or a stated fact."""
+    from onthejob.eval.facts import match_fact, match_facts
+    from onthejob.rag.answer import cited_numbers
+
+    passages = {p["n"]: p.get("text") or "" for p in getattr(completion, "passages", None) or []}
+    cited = [n for n in cited_numbers(completion.text) if n in passages]
+    if not cited or not item.facts:
+        return None
+    stated = [fact for fact, m in zip(item.facts, match_facts(completion.text, item.facts)) if m.matched]
+    if not stated:
+        return None
+    return sum(1 for n in cited if any(match_fact(passages[n], f).matched for f in stated)) / len(cited)
+
+
+@metric("answer_support")
+def answer_support(item: EvalItem, completion: Answer) -> float | None:
+    """The share of the answer's content words found in the passages it was given; None without
+    passages or for an answer that declines."""
+    from onthejob.eval.facts import content_words, declines
+
+    passages = getattr(completion, "passages", None)
+    if not passages or declines(completion.text):
+        return None
+    words = content_words(_CITATION.sub(" ", completion.text))  # "[1]" is no claim about the passages
+    if not words:
+        return None
+    found = set(content_words(" ".join(p.get("text") or "" for p in passages)))
+    return sum(1 for w in words if w in found) / len(words)

@@ -20,7 +20,8 @@ from typing import Any
 
 from onthejob.fsutil import write_json, write_text
 
-QUALITY = ["facts_recall", "exact_match", "token_f1", "rouge_l", "format_valid"]  # 0..1, higher is better
+QUALITY = ["facts_recall", "exact_match", "token_f1", "rouge_l", "format_valid", "judge"]  # 0..1, higher is better
+GROUNDED = ["citation_precision", "answer_support", "abstained", "confidently_wrong"]  # the last: lower is better
 COST = ["answer_tokens", "stopped", "latency_s", "tokens_per_s"]
 SHOW = 8  # questions in the Markdown per-question table (the HTML shows all)
 
@@ -33,7 +34,7 @@ th{background:#f3f5f9;font-weight:600}td.n{text-align:right;font-variant-numeric
 .verdict p{margin:4px 0}.plots{display:flex;flex-wrap:wrap;gap:16px}.plots svg{max-width:100%;height:auto}
 .ans{white-space:pre-wrap;max-width:420px}.score{color:#6b7385;font-size:12px;display:block;margin-top:4px}
 .good{background:#f1f9f2}.bad{background:#fdf2f2}.sig{color:#2c7a3a;font-weight:600}.nsig{color:#8a6d1a}
-.muted{color:#6b7385}
+.muted{color:#6b7385}mark{background:#fff1a8;padding:0 1px}
 """
 
 
@@ -47,6 +48,7 @@ def write_reports(
     leaks=None,
     tables: list[dict] | None = None,
     primary: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the three reports into ``out_dir``; returns ``{"json": path, "md": path, "html": path}``.
 
@@ -54,10 +56,12 @@ def write_reports(
     ``{"a", "b", "metric", "diff", "low", "high", "p_value", "significant"}``. ``leaks``: from
     ``run_leakage``. ``tables``: extra ``{"title", "columns", "rows"}`` tables (e.g. scores without
     leaked questions). ``primary``: the metric shown beside each answer (default: facts_recall when
-    scored, else token_f1).
+    scored, else token_f1). ``extra``: more sections by name, kept in report.json and shown where
+    the formats know them (``judge``: rubric and agreement; ``general``: the probe's lost/gained).
     """
     out = Path(out_dir)
     doc = _document(evals, title, verdict, comparisons or [], _leak_rows(leaks), tables or [], primary)
+    doc.update({k: _clean(v) for k, v in (extra or {}).items() if v is not None})
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
     write_json(paths["json"], doc)
     write_text(paths["md"], _markdown(doc))
@@ -72,7 +76,7 @@ def _document(evals, title, verdict, comparisons, leaks, tables, primary) -> dic
     models = [_clean(asdict(e) if is_dataclass(e) else dict(e)) for e in evals]
     for m in models:
         m["label"] = m.get("label") or m["name"]
-    metrics = [k for k in QUALITY + COST if any(_has(m["aggregates"].get(k)) for m in models)]
+    metrics = [k for k in QUALITY + GROUNDED + COST if any(_has(m["aggregates"].get(k)) for m in models)]
     metrics += sorted({k for m in models for k, v in m["aggregates"].items() if k not in metrics and _has(v)})
     primary = primary or ("facts_recall" if "facts_recall" in metrics else "token_f1")
     return {"title": title, "verdict": verdict, "primary": primary, "metrics": metrics, "models": models,
@@ -194,12 +198,40 @@ def _markdown(doc) -> str:
         out += [f"## Possible leakage: {len(doc['leaks'])} eval questions resemble training examples", ""]
         out += _md_table(["eval line", "kind", "score", "training example"],
                          [[r["line"], r["kind"], _num(r["score"]), r["train"]] for r in doc["leaks"]])
+    out += _judge_md(doc.get("judge")) + _general_md(doc.get("general"))
     questions = _questions(doc["models"])
     out += [f"## First {min(SHOW, len(questions))} of {len(questions)} questions", ""]
     rows = [[q["line"], _first_line(q["question"], 60)] + [_first_line((a or {}).get("answer", ""), 50) for a in q["answers"]]
             for q in questions[:SHOW]]
     out += _md_table(["line", "question"] + [m["label"] for m in doc["models"]], rows)
     return "\n".join(out)
+
+
+def _judge_md(judge: dict | None) -> list[str]:
+    if not judge:
+        return []
+    out = ["## The judge's rubric", ""] + [f"- {line}" for line in judge["rubric"].splitlines()] + [""]
+    for label, a in (judge.get("agreement") or {}).items():
+        out.append(f"- {label}: judge and facts agree on {a['agree']} of {a['n']} answers; the judge alone credits "
+                   f"lines {_lines(a['judge_only'])}; the facts alone credit lines {_lines(a['facts_only'])}")
+    return out + [""]
+
+
+def _general_md(general: dict | None) -> list[str]:
+    if not general:
+        return []
+    out = [f"## General skills ({general['name']}, {general['n']} items)", "", general["sentence"], ""]
+    for c in general.get("changes") or []:
+        out.append(f"- {c['a']} lost lines {_lines(c['lost'])}; gained lines {_lines(c['gained'])}")
+    return out + [""]
+
+
+def _lines(lines: list | None) -> str:
+    return ", ".join(str(x) for x in lines) if lines else "none"
+
+
+def _fact_text(fact) -> str:
+    return " / ".join(fact) if isinstance(fact, list) else str(fact)
 
 
 def _cell(v) -> str:
@@ -244,6 +276,10 @@ def _html(doc) -> str:
         parts += [f"<h2>Possible leakage: {len(doc['leaks'])} eval questions resemble training examples</h2>",
                   _html_table(["eval line", "kind", "score", "training example"],
                               [[r["line"], r["kind"], _num(r["score"]), r["train"]] for r in doc["leaks"]])]
+    for section in (_judge_md(doc.get("judge")), _general_md(doc.get("general"))):
+        if section:  # the same lines as the Markdown: a heading, then paragraphs and list items
+            parts.append(f"<h2>{_h(section[0][3:])}</h2>")
+            parts += [f"<p>{_h(line.removeprefix('- '))}</p>" for line in section[1:] if line]
     parts += ["<h2>Every question</h2>", _questions_html(doc)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{_h(doc['title'])}</title><style>{CSS}</style></head><body>\n"
@@ -271,7 +307,7 @@ def _questions_html(doc) -> str:
     rows = []
     for q in _questions(doc["models"]):
         cells = [_h(q["line"]), f'<div class="ans">{_h(q["question"])}</div>',
-                 f'<div class="ans">{_h(q["reference"])}</div>', _h(", ".join(q["facts"]))]
+                 f'<div class="ans">{_h(q["reference"])}</div>', _h("; ".join(_fact_text(f) for f in q["facts"]))]
         for a in q["answers"]:
             if a is None:
                 cells.append('<span class="muted">–</span>')
@@ -280,10 +316,37 @@ def _questions_html(doc) -> str:
             shown = [f"{k} {_num(a.get(k))}" for k in (primary, "token_f1") if a.get(k) is not None]
             shown = list(dict.fromkeys(shown))
             cls = "" if score is None else ("good" if score >= 1.0 else "bad" if score <= 0.0 else "")
-            cells.append(f'<div class="ans {cls}">{_h(a.get("answer", ""))}</div>'
-                         f'<span class="score">{_h(" · ".join(shown))}</span>')
+            cells.append(f'<div class="ans {cls}">{_marked(a.get("answer", ""), a.get("facts_found") or [])}</div>'
+                         f'<span class="score">{_h(" · ".join(shown))}</span>{_found_html(a.get("facts_found") or [])}')
         rows.append(cells)
     return _html_table(header, rows, raw=True)
+
+
+def _marked(answer: str, found: list[dict]) -> str:
+    """The answer escaped, with each matched fact's span in <mark>."""
+    spans = sorted((f["start"], f["end"]) for f in found if f.get("start") is not None)
+    out, at = [], 0
+    for start, end in spans:
+        if start < at:  # overlapping matches: the first one shown
+            continue
+        out += [_h(answer[at:start]), f"<mark>{_h(answer[start:end])}</mark>"]
+        at = end
+    return "".join(out) + _h(answer[at:])
+
+
+def _found_html(found: list[dict]) -> str:
+    """One line per fact: ✓ with the words that matched (and how), or ✗."""
+    if not found:
+        return ""
+    lines = []
+    for f in found:
+        if f.get("matched") is None:
+            lines.append(f"✗ {_h(f['fact'])}")
+        else:
+            alt = "" if f["matched"] == f["fact"] else f" as “{_h(f['matched'])}”"
+            how = " (by its words)" if f.get("how") == "words" else ""
+            lines.append(f"✓ {_h(f['fact'])}{alt}{how}")
+    return '<span class="score">' + "<br>".join(lines) + "</span>"
 
 
 # ---------------------------------------------------------------------------------- plots

@@ -20,7 +20,12 @@ System prompt: ``system`` replaces the conversation's system message (or is inse
 it, a run trained with one fixed system prompt gets that prompt where a conversation has none,
 as ``ojt chat`` does. With ``rag`` (a ``Retriever``) each conversation is wrapped with passages
 before generation; one the documents do not cover gets ``NOT_COVERED`` without calling the model.
-The loss is always measured on the conversation without passages.
+With ``shots`` (``onthejob.eval.fewshot.Shots``) the most similar training examples come first as
+earlier turns. The loss is always measured on the conversation without passages or examples.
+
+Each answer's row keeps what a reader checks it by: which facts it states and where
+(``facts_found``), and with RAG the passages it was given (``sources``), whether any were found
+(``retrieved``) and which it cites (``cited``); the grounded metrics read the passages' text.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +66,7 @@ def evaluate(
     label: str | None = None,
     params=None,  # SamplingParams; default greedy, max_new_tokens 128
     rag=None,  # anything with .prepare(messages) -> (wrapped | None, sources), e.g. a Retriever
+    shots=None,  # anything with .demonstrate(messages) -> messages, e.g. few-shot's Shots
     system: str | None = None,
     batch_size: int = 16,
     seed: int = 0,
@@ -81,16 +87,12 @@ def evaluate(
     else:  # the run's training prompt, only where a conversation brings none
         conversations = [with_system(item.messages, loaded.system_prompt, replace=False) for item in items]
     loss = reference_loss(loaded.model, loaded.tokenizer, conversations, items, batch_size=batch_size) if with_loss else None
+    if shots is not None:
+        conversations = [shots.demonstrate(c) for c in conversations]
     engine = Engine(loaded.model, loaded.tokenizer)
     label = label or str(name)
-    completions, covered = _answer(engine, conversations, params, rag, batch_size, label if progress else None)
-    per_example = []
-    for item, completion, ok in zip(items, completions, covered):
-        row = {"line": item.line, "question": item.question, "reference": item.reference, "answer": completion.text}
-        if rag is not None:
-            row["covered"] = ok
-        row.update(score(item, completion))
-        per_example.append(row)
+    answers = _answer(engine, conversations, params, rag, batch_size, label if progress else None)
+    per_example = [_row(item, completion, rag is not None) for item, completion in zip(items, answers)]
     return ModelEval(
         name=str(name),
         label=label,
@@ -158,20 +160,48 @@ def aggregate(per_example: list[dict[str, Any]], *, seed: int = 0) -> dict[str, 
     return out
 
 
-def _answer(engine, conversations, params, rag, batch_size: int, desc: str | None):
-    """Completions in input order, and whether each was covered (always True without RAG)."""
+@dataclass
+class Grounded:
+    """A completion with the passages it was given: what the grounded metrics read."""
+
+    completion: Any
+    passages: list[dict[str, Any]]  # [{"n", "doc", "page", "heading", "text"}]; [] when none were found
+
+    def __getattr__(self, name: str):  # text, finish_reason, completion_tokens, seconds
+        return getattr(self.completion, name)
+
+
+def _row(item: EvalItem, completion, with_rag: bool) -> dict[str, Any]:
+    from onthejob.eval.facts import match_facts
+    from onthejob.rag.answer import cited_numbers
+
+    row: dict[str, Any] = {"line": item.line, "question": item.question, "reference": item.reference,
+                           "answer": completion.text}
+    if not item.covered:
+        row["covered"] = False
+    if with_rag:
+        row["retrieved"] = bool(completion.passages)
+        row["sources"] = [{k: v for k, v in p.items() if k != "text"} for p in completion.passages]
+        row["cited"] = [n for n in cited_numbers(completion.text) if any(p["n"] == n for p in completion.passages)]
+    if item.facts:
+        row["facts_found"] = [asdict(m) for m in match_facts(completion.text, item.facts)]
+    row.update(score(item, completion))
+    return row
+
+
+def _answer(engine, conversations, params, rag, batch_size: int, desc: str | None) -> list:
+    """Completions in input order; with RAG each a ``Grounded`` (NOT_COVERED, no model call, when
+    no passage was found)."""
     from onthejob.rag.answer import NOT_COVERED
     from onthejob.generate.request import Completion
 
     if rag is None:
-        prepared = [(c, True) for c in conversations]
-    else:
-        prepared = [(wrapped, wrapped is not None) for wrapped, _ in (rag.prepare(c) for c in conversations)]
-    asked = [c for c, ok in prepared if ok]
-    done = _generate(engine, asked, params, batch_size, desc) if asked else []
-    answers = iter(done)
-    completions = [next(answers) if ok else Completion(NOT_COVERED, [], "stop", 0, 0, 0.0) for _, ok in prepared]
-    return completions, [ok for _, ok in prepared]
+        return _generate(engine, conversations, params, batch_size, desc) if conversations else []
+    prepared = [rag.prepare(c) for c in conversations]
+    asked = [wrapped for wrapped, _ in prepared if wrapped is not None]
+    answers = iter(_generate(engine, asked, params, batch_size, desc) if asked else [])
+    return [Grounded(next(answers), sources) if wrapped is not None else Grounded(Completion(NOT_COVERED, [], "stop", 0, 0, 0.0), [])
+            for wrapped, sources in prepared]
 
 
 def _generate(engine, conversations, params, batch_size: int, desc: str | None):

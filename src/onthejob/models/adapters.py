@@ -83,6 +83,12 @@ def load_for_inference(name: str | Path, *, dtype=None, device: str | None = Non
     return Loaded(model, tokenizer, found.base_name, found.adapter, describe(found), system)
 
 
+def trained_system_prompt(name: str | Path) -> str | None:
+    """The one system prompt every training example of the run behind ``name`` had, if any."""
+    found = locate(name)
+    return _run_json(found.run).get("system_prompt") if found.run else None
+
+
 def describe(found: Located) -> str:
     if found.adapter is not None:
         return f"{found.base_name} + {found.method} adapter {found.adapter}"

@@ -91,7 +91,8 @@ def rag_messages(
     template: str = DEFAULT_TEMPLATE,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
-    """The conversation with the last user message wrapped in ``template``, and the passages' sources.
+    """The conversation with the last user message wrapped in ``template``, and the passages' sources
+    (``{n, doc, page, heading, text}``; ``cited`` leaves the text out of what it returns).
 
     Returns ``(None, [])`` when no hit reaches ``threshold``: answer ``NOT_COVERED`` without the model.
     A hit without a dense score (a sparse-only hit of a store that cannot score it) counts as passing.
@@ -105,7 +106,7 @@ def rag_messages(
     sources, blocks = [], []
     for n, hit in enumerate(hits, start=1):
         c = hit.chunk
-        sources.append({"n": n, "doc": c.doc, "page": c.meta.get("page"), "heading": c.meta.get("heading")})
+        sources.append({"n": n, "doc": c.doc, "page": c.meta.get("page"), "heading": c.meta.get("heading"), "text": c.text})
         blocks.append(f"[{n}] {source_label(c.doc, c.meta)}\n{c.text}")
     prompt = template.replace("{context}", "\n\n".join(blocks)).replace("{question}", question)
     wrapped = [dict(m) for m in messages]
@@ -197,14 +198,19 @@ def opened_retriever(config: RetrievalConfig | None):
 
 
 def cited(text: str, sources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The sources that ``text`` cites as [n] (or [n, m]), in order of first citation."""
+    """The sources that ``text`` cites as [n] (or [n, m]), in order of first citation, without
+    the passages' text (the reply carries where an answer comes from, not the documents again)."""
     by_n = {s["n"]: s for s in sources}
-    out, seen = [], set()
+    return [{k: v for k, v in by_n[n].items() if k != "text"} for n in cited_numbers(text) if n in by_n]
+
+
+def cited_numbers(text: str) -> list[int]:
+    """The passage numbers ``text`` cites as [n] or [n, m], each once, in order of first citation."""
+    out: list[int] = []
     for m in _CITE.finditer(text):
-        for n in (int(x) for x in m.group(1).split(",")):
-            if n in by_n and n not in seen:
-                seen.add(n)
-                out.append(by_n[n])
+        for n in (int(x) for x in m.group(1).split(",") if len(x.strip()) <= 4):
+            if n not in out:
+                out.append(n)
     return out
 
 
