@@ -28,6 +28,7 @@ MAX_EPOCHS = 10_000
 MAX_RANK = 1 << 14
 MAX_LAYERS = 10_000
 MAX_WEIGHT = 1000  # mixing weight: copies of a dataset per epoch
+MAX_REPLAY = 10_000  # base-model answers generated before training
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 Beta = Annotated[float, Field(ge=0, lt=1)]  # an AdamW moment decay: 1 or more never forgets, <0 diverges
 
@@ -41,6 +42,12 @@ class Dataset(Section):
     system: str | None = Field(None, description="a fixed system prompt added to every CSV/TSV example")
 
 
+class ReplayConfig(Section):
+    n: int = Field(100, ge=1, le=MAX_REPLAY, description="general prompts whose base-model answers are mixed into training")
+    prompts: str | None = Field(None, description="a JSONL file of general prompts ({messages: [...]} ending in a user turn); null = the 200 shipped with onthejob")
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="longest base-model answer; answers cut at this length are left out")
+
+
 class DataConfig(Section):
     train: list[Dataset] = Field(default_factory=list, min_length=1, description="training datasets, mixed by weight")
     eval: str | None = Field(None, description="a separate eval file; null = hold out eval_split of the training data")
@@ -48,6 +55,7 @@ class DataConfig(Section):
     train_on: Literal["all", "last", "sequence"] = Field("all", description="supervised tokens: every assistant turn, the last one, or the whole sequence")
     max_seq_len: int = Field(1024, ge=16, le=MAX_SEQ_LEN, description="longest row in tokens; longer examples are cut, shorter ones packed together")
     pack: bool = Field(True, description="pack several examples per row (attention never crosses examples)")
+    replay: ReplayConfig | None = Field(None, description="self-distillation against forgetting: mix in the base model's own answers to general prompts, e.g. {n: 100}")
 
 
 class LoraSection(Section):

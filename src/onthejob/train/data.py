@@ -29,6 +29,7 @@ class RunData:
     train_tokens: int = 0
     supervised_tokens: int = 0
     system_prompt: str | None = None  # set when every training example has this one system prompt
+    replayed: list[Example] = field(default_factory=list)  # data.replay's base-model answers, mixed in
 
 
 def _checked(ds: Dataset | str, tokenizer, config: TrainConfig) -> list[Example]:
@@ -65,7 +66,9 @@ def _tokenize(examples: list[Example], tokenizer, train_on: str) -> list[Tokeniz
     return [t for t in (tokenize_example(e, tokenizer, train_on=train_on) for e in examples) if t.n_supervised]
 
 
-def prepare(config: TrainConfig, tokenizer) -> RunData:
+def prepare(config: TrainConfig, tokenizer, *, replay=None) -> RunData:
+    """``replay``: ``fn(system_prompt) -> [Example]``, the base model's answers to mix in
+    (``train/replay.py``), called once the training data's system prompt is known."""
     rng = random.Random(config.seed)
     train: list[Example] = []
     held: list[Example] = []
@@ -80,6 +83,12 @@ def prepare(config: TrainConfig, tokenizer) -> RunData:
         train += mixed
     if config.data.eval:
         held = _checked(config.data.eval, tokenizer, config)
+    systems = {next((m["content"] for m in e.messages if m["role"] == "system"), None) for e in train}
+    system_prompt = systems.pop() if len(systems) == 1 else None
+    replayed = replay(system_prompt) if replay is not None else []
+    if replayed:
+        counts["replay"] = len(replayed)
+        train += replayed
     seqs = _tokenize(train, tokenizer, config.data.train_on)
     if not seqs:
         raise DataError("no training example has a supervised token", fix="check data.train_on and the assistant turns")
@@ -91,9 +100,9 @@ def prepare(config: TrainConfig, tokenizer) -> RunData:
     else:  # one example per row
         rows = [r for s in seqs for r in pack([s], max_len)]
         eval_rows = [r for s in eval_seqs for r in pack([s], max_len)]
-    systems = {next((m["content"] for m in e.messages if m["role"] == "system"), None) for e in train}
     return RunData(
-        system_prompt=systems.pop() if len(systems) == 1 else None,
+        system_prompt=system_prompt,
+        replayed=replayed,
         train_rows=rows,
         eval_rows=eval_rows,
         counts=counts,

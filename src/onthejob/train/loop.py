@@ -22,7 +22,7 @@ import torch
 
 from onthejob.data.pack import collate
 from onthejob.errors import ConfigError, OjtError, RunError
-from onthejob.train import checkpoint, config as cfg, runfolder
+from onthejob.train import checkpoint, config as cfg, replay, runfolder
 from onthejob.train.attention import use_packed_attention
 from onthejob.train.bf16 import hand_on_norm_outputs_in_bf16, store_frozen_weights_in_bf16
 from onthejob.train.data import fingerprint, prepare
@@ -191,6 +191,7 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
     run_id, ckpt = _open_run_folder(acc, run_dir, resume=resume is not None, overwrite=overwrite)
     set_seed(config.seed)
     base, tokenizer = load_model(config.model, on_convert=say)
+    data = prepare(config, tokenizer, replay=_replay(config, base, tokenizer, run_dir))  # before any adapter
     model = build(base, config)
     bf16 = use_bf16(config, acc.device)
     if bf16 and config.method != "full":  # full fine-tuning saves every weight: none may be rounded
@@ -200,7 +201,6 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
     per_example = use_packed_attention(causal_lm(model).config)  # False for flash attention: it handles packed rows
     if ckpt:
         checkpoint.load_trainable(model, ckpt)
-    data = prepare(config, tokenizer)
     micro = micro_batch(config, len(data.train_rows), acc.num_processes)
     plan = Plan(len(data.train_rows), micro_batch=micro, grad_accum=config.grad_accum, world=acc.num_processes, seed=config.seed)
     total = plan.total_steps(config.epochs, config.max_steps)
@@ -222,10 +222,21 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
         if not ckpt:
             info = {"run_id": run_id, "base_model": config.model, "method": config.method, "data": fingerprint(config), "trainable_params": trainable, "total_params": n_total, "system_prompt": data.system_prompt}
             runfolder.write_start(run_dir, cfg.to_yaml(config), info)
+            if data.replayed:
+                replay.save(run_dir, data.replayed)
         else:
             runfolder.update_info(run_dir, status="running", error=None, resumed=time.strftime("%Y-%m-%dT%H:%M:%S"))
     autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16)
     return Session(config, acc, run_dir, tokenizer, data, plan, total, forward, optimizer, scheduler, params, autocast, run_id, state.get("step", 0), state)
+
+
+def _replay(config: cfg.TrainConfig, base, tokenizer, run_dir: Path):
+    """``data.replay``'s examples as ``prepare`` wants them (None without replay): the base answers
+    before any adapter is put on it, or on resume those saved in RUN/replay.jsonl."""
+    if config.data.replay is None:
+        return None
+    return lambda system: replay.replay_examples(config.data.replay, base, tokenizer, system=system,
+                                                 seed=config.seed, run_dir=run_dir, say=say)
 
 
 def _open_run_folder(acc, run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[str | None, Path | None]:
