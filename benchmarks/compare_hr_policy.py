@@ -1,11 +1,11 @@
-"""The four arms on real data: prompting, RAG, fine-tuning and both, on ../shared/data/hr-policy.
+"""The five arms on real data: prompting, few-shot, RAG, fine-tuning and both, on ../shared/data/hr-policy.
 
     python benchmarks/compare_hr_policy.py [--data ../shared/data/hr-policy] [--work /tmp/hr-policy]
 
 The handbook PDF is the RAG corpus; the token_presence questions (question, reference answer,
 tokens the answer must contain) are split by a seeded shuffle into a training two thirds and an
 eval third, disjoint by question; a LoRA run is trained on the training part and `ojt compare`
-runs the four arms on the eval part. Everything goes through the `ojt` command line, as a user
+runs the arms on the eval part (few-shot's examples are the training part). Everything goes through the `ojt` command line, as a user
 would run it. Takes ~15 minutes on 2 CPU cores.
 """
 
@@ -33,6 +33,7 @@ def main() -> int:
     ap.add_argument("--data", default=str(here.parent / "shared" / "data" / "hr-policy"))
     ap.add_argument("--work", default="/tmp/hr-policy")
     ap.add_argument("--epochs", type=float, default=3)
+    ap.add_argument("--arms", default="prompt,few-shot,rag,ft,ft+rag")
     args = ap.parse_args()
     from onthejob.eval.data import from_token_presence
     from onthejob.fsutil import write_jsonl
@@ -56,10 +57,10 @@ def main() -> int:
     if model_cache.is_dir() and not (work / "home" / "models").exists():
         (work / "home").mkdir(exist_ok=True)
         os.symlink(model_cache, work / "home" / "models")  # reuse the converted default model
-    run("train", "--data", str(work / "train.jsonl"), "--output_dir", str(work / "run"), "--epochs", str(args.epochs),
+    run("train", "--data", str(work / "train.jsonl"), "--output_dir", str(work / "run"), "--overwrite", "--epochs", str(args.epochs),
         "--optim.lr", "2e-3", "--data.max_seq_len", "512", env=env)
     run("rag", "index", str(data / "used_documents" / "HR_Policy.pdf"), "--collection", "hr-policy", env=env)
-    run("compare", "--data", str(work / "eval.jsonl"), "--arms", "prompt,rag,ft,ft+rag", "--run", str(work / "run"),
+    run("compare", "--data", str(work / "eval.jsonl"), "--arms", args.arms, "--run", str(work / "run"),
         "--rag", "hr-policy", "--rag-k", "3", "--system", SYSTEM, "--max-new-tokens", "96", "--out", str(work / "report"), env=env)
     summary = json.loads((work / "report" / "report.json").read_text())
     print(json.dumps(summary.get("verdict"), indent=2))
