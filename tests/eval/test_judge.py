@@ -84,6 +84,8 @@ def test_unreachable_judge_is_a_model_error():
     ('Thinking {"a": 1} then {"grade": "wrong", "reason": "x"}', ("wrong", "x")),  # the first object with a grade
     ("Grade: partly - the main point is right", ("partly", "Grade: partly - the main point is right")),
     ("", (None, None)),
+    ('I cannot. Reply with JSON only: {"grade": "correct" | "partly" | "wrong" | "refused", "reason": "<one sentence>"}',
+     (None, None)),  # a small judge echoing the format line gave no grade
 ])
 def test_parse_reply(reply, expected):
     grade, reason = parse_reply(reply)

@@ -58,3 +58,5 @@ def test_grounded_sentence_reads_the_aggregates():
         "RAG: citation precision 0.75 (2 answers cite a passage), answer support 0.60, abstains on 1 of 2 questions "
         "the documents do not cover, confidently wrong on 2 of 4.")
     assert grounded_sentence("prompting", aggregate([{"line": 1, "confidently_wrong": 0.0}])) is None
+    uncited = [{"line": 1, "citation_precision": None, "answer_support": 0.5}]
+    assert grounded_sentence("RAG", aggregate(uncited)) == "RAG: no answer cites a passage as [n], answer support 0.50."

@@ -53,6 +53,8 @@ Answer to grade:
 {answer}
 
 Reply with JSON only: {{"grade": "correct" | "partly" | "wrong" | "refused", "reason": "<one sentence>"}}"""
+# A small judge may echo the format line; its "correct" is no grade.
+_ECHO = '{"grade": "correct" | "partly" | "wrong" | "refused", "reason": "<one sentence>"}'
 
 _FIELDS = ("{rubric}", "{question}", "{reference}", "{answer}")
 _JSON = re.compile(r"\{.*?\}", re.DOTALL)
@@ -91,7 +93,9 @@ def judge(items: Sequence[EvalItem], answers: Sequence[str], *, base_url: str, m
 
 
 def parse_reply(reply: str) -> tuple[str | None, str]:
-    """(grade, reason) from the judge's reply: a JSON object first, then "grade: X" anywhere."""
+    """(grade, reason) from the judge's reply: a JSON object first, then "grade: X" anywhere, once
+    an echo of the prompt's format line is taken out."""
+    reply = reply.replace(_ECHO, " ")
     for match in _JSON.finditer(reply):
         try:
             data = json.loads(match.group(0))

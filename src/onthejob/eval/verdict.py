@@ -91,6 +91,8 @@ def grounded_sentence(label: str, aggregates: dict) -> str | None:
     if precision is not None:
         parts.append(f"citation precision {precision:.2f} ({n_cited} answers cite a passage)")
     support, _ = agg("answer_support")
+    if precision is None and support is not None:
+        parts.append("no answer cites a passage as [n]")  # it retrieved: say so, or precision looks forgotten
     if support is not None:
         parts.append(f"answer support {support:.2f}")
     abstain, n_uncovered = agg("abstained")
