@@ -34,6 +34,7 @@ from typing import Any
 from onthejob.console import say
 from onthejob.errors import ConfigError
 from onthejob.eval.config import ARMS, CompareConfig, EvalConfig, Evaluation
+from onthejob.eval.verdict import paired
 
 REFERENCE = "prompt"
 
@@ -238,21 +239,6 @@ def pairs(arms: list[str]) -> list[tuple[str, str]]:
     if "ft+rag" in arms and "ft" in arms and ref != "ft":
         out.append(("ft+rag", "ft"))
     return out
-
-
-def paired(evals: dict, a: str, b: str, metric: str, seed: int, *, suffix: str = "") -> dict:
-    """Arm ``a`` against arm ``b`` on ``metric`` (diff = a - b), question by question."""
-    from onthejob.eval.stats import paired_bootstrap
-
-    xs, ys = _aligned(evals[b].per_example, evals[a].per_example, metric)
-    return {"a": a + suffix, "b": b + suffix, "metric": metric, **paired_bootstrap(xs, ys, seed=seed)}
-
-
-def _aligned(rows_a: list[dict], rows_b: list[dict], metric: str) -> tuple[list, list]:
-    by_line = {r["line"]: r.get(metric) for r in rows_b}
-    keys = [r["line"] for r in rows_a if r["line"] in by_line]
-    first = {r["line"]: r.get(metric) for r in rows_a}
-    return [first[k] for k in keys], [by_line[k] for k in keys]
 
 
 def add_judge(e, items: list, url: str, model: str, *, seed: int = 0) -> dict | None:

@@ -19,8 +19,6 @@ FEW = 30  # below this many questions a verdict says its intervals are wide
 def verdict(evals: dict, labels: dict[str, str], primary: str, *, seed: int = 0, correct: dict[str, int] | None = None,
             pairs: list[tuple[str, str]] = ()) -> str:
     """The whole verdict: the headline, each comparison of ``pairs``, the grounded lines."""
-    from onthejob.eval.compare import paired
-
     keys = list(evals)
     n = scored(evals[keys[0]], primary)
     correct = correct or {}
@@ -35,8 +33,6 @@ def scored(e, metric: str) -> int:
 
 
 def headline(evals: dict, labels: dict[str, str], primary: str, *, seed: int = 0, correct: dict[str, int] | None = None) -> str:
-    from onthejob.eval.compare import paired
-
     keys = list(evals)
     means = {k: evals[k].aggregates.get(primary, {}).get("mean") for k in keys}
     n = scored(evals[keys[0]], primary)
@@ -102,6 +98,21 @@ def grounded_sentence(label: str, aggregates: dict) -> str | None:
     if wrong is not None and (parts or n_uncovered):
         parts.append(f"confidently wrong on {round(wrong * n_wrong)} of {n_wrong}")
     return f"{label}: " + ", ".join(parts) + "." if parts else None
+
+
+def paired(evals: dict, a: str, b: str, metric: str, seed: int, *, suffix: str = "") -> dict:
+    """Arm ``a`` against arm ``b`` on ``metric`` (diff = a - b), question by question."""
+    from onthejob.eval.stats import paired_bootstrap
+
+    xs, ys = _aligned(evals[b].per_example, evals[a].per_example, metric)
+    return {"a": a + suffix, "b": b + suffix, "metric": metric, **paired_bootstrap(xs, ys, seed=seed)}
+
+
+def _aligned(rows_a: list[dict], rows_b: list[dict], metric: str) -> tuple[list, list]:
+    by_line = {r["line"]: r.get(metric) for r in rows_b}
+    keys = [r["line"] for r in rows_a if r["line"] in by_line]
+    first = {r["line"]: r.get(metric) for r in rows_a}
+    return [first[k] for k in keys], [by_line[k] for k in keys]
 
 
 def _correct(correct: dict[str, int], key: str, n: int) -> str:
