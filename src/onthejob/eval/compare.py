@@ -253,6 +253,9 @@ def add_judge(e, items: list, url: str, model: str, *, seed: int = 0) -> dict | 
         row["judge"], row["judge_score"], row["judge_reason"] = grade["grade"], grade["score"], grade["reason"]
     values = [g["score"] for g in grades]
     n = sum(1 for v in values if v is not None)
+    if n < len(values):
+        say(f"warning: the judge gave no usable grade for {len(values) - n} of {len(values)} answers of {e.label} "
+            "(its replies are in the report as judge_reason); a larger judge model follows the rubric more reliably")
     mean, low, high = bootstrap_ci(values, seed=seed) if n else (None, None, None)
     e.aggregates["judge"] = {"mean": mean, "low": low, "high": high, "n": n}
     return agreement(e.per_example)
