@@ -26,10 +26,12 @@ hold a negation. Words count as the same when they share their first five letter
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
@@ -127,7 +129,7 @@ def fact_recall(answer: str, facts: list[str | list[str]]) -> float:
     return sum(m.matched is not None for m in match_facts(answer, facts)) / len(facts)
 
 
-def _match(answer: list[_Tok], fact: str | list[str]) -> FactMatch:
+def _match(answer: Sequence[_Tok], fact: str | list[str]) -> FactMatch:
     alternatives = [fact] if isinstance(fact, str) else list(fact)
     if not alternatives:
         raise ValueError("a fact needs at least one alternative")
@@ -141,7 +143,7 @@ def _match(answer: list[_Tok], fact: str | list[str]) -> FactMatch:
     return FactMatch(alternatives[0], None, None, None, "")
 
 
-def _exact(answer: list[_Tok], fact: list[_Tok]) -> tuple[int, int] | None:
+def _exact(answer: Sequence[_Tok], fact: Sequence[_Tok]) -> tuple[int, int] | None:
     words, want = [t.text for t in answer], [t.text for t in fact]
     for i in range(len(words) - len(want) + 1):
         if words[i:i + len(want)] == want:
@@ -149,7 +151,7 @@ def _exact(answer: list[_Tok], fact: list[_Tok]) -> tuple[int, int] | None:
     return None
 
 
-def _words(answer: list[_Tok], fact: list[_Tok]) -> tuple[int, int] | None:
+def _words(answer: Sequence[_Tok], fact: Sequence[_Tok]) -> tuple[int, int] | None:
     """The stretch of ``answer`` holding most of the fact's content words (75% at least, shortest
     on a tie) whose negation agrees with the fact's."""
     content = list(dict.fromkeys(t.text for t in fact if _is_content(t.text)))
@@ -170,7 +172,7 @@ def _words(answer: list[_Tok], fact: list[_Tok]) -> tuple[int, int] | None:
     return best
 
 
-def _negated(answer: list[_Tok], left: int, right: int) -> bool:
+def _negated(answer: Sequence[_Tok], left: int, right: int) -> bool:
     # Negators come before what they negate ("without prior approval"), so look a little left.
     lo = left
     while lo > 0 and left - lo < 3 and not answer[lo].after_break:
@@ -195,11 +197,16 @@ def _same(a: str, b: str) -> bool:
 # Normalisation
 
 
-def _tokens(text: str) -> list[_Tok]:
+@functools.lru_cache(maxsize=512)
+def _tokens(text: str) -> tuple[_Tok, ...]:
+    # Cached: one answer is matched by several metrics (facts_recall, passed, confidently_wrong,
+    # citation_precision, the report's facts_found), each fact for every arm, and a retrieving
+    # arm's passages for every answer that shares them. Tokens are frozen, so sharing is safe;
+    # the texts are answers, facts and single passages, so 512 of them hold tens of MB at most.
     norm, origin = _normalise(text)
     tokens = _collapse_duplicates(_numbers(_raw_tokens(norm)), norm)
     tokens = [t for i, t in enumerate(tokens) if not _dropped(tokens, i)]
-    return [replace(t, start=origin[t.start][0], end=origin[t.end - 1][1]) for t in tokens]
+    return tuple(replace(t, start=origin[t.start][0], end=origin[t.end - 1][1]) for t in tokens)
 
 
 def _normalise(text: str) -> tuple[str, list[tuple[int, int]]]:

@@ -260,5 +260,5 @@ def answer_support(item: EvalItem, completion: Answer) -> float | None:
     words = content_words(_CITATION.sub(" ", completion.text))  # "[1]" is no claim about the passages
     if not words:
         return None
-    found = set(content_words(" ".join(p.get("text") or "" for p in passages)))
+    found = {w for p in passages for w in content_words(p.get("text") or "")}  # per passage: each is cached
     return sum(1 for w in words if w in found) / len(words)
