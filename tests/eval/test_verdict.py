@@ -3,7 +3,7 @@
 from types import SimpleNamespace
 
 from onthejob.eval.run import aggregate
-from onthejob.eval.verdict import grounded_sentence, headline, verdict
+from onthejob.eval.verdict import grounded_sentence, headline, paired, verdict
 
 LABELS = {"prompt": "prompting", "rag": "RAG", "ft": "fine-tuning", "ft+rag": "fine-tuning + RAG"}
 
@@ -34,7 +34,8 @@ def test_indistinguishable_arms_are_named_together_with_whom_they_beat():
 def test_few_questions_say_the_intervals_are_wide_and_two_arms_read_plainly():
     evals = {"base": arm([0.0] * 10), "tuned": arm([1.0] * 6 + [0.0] * 4)}
     labels = {"base": "base", "tuned": "tuned"}
-    text = verdict(evals, labels, "facts_recall", correct={"base": 0, "tuned": 6}, pairs=[("tuned", "base")])
+    text = verdict(evals, labels, "facts_recall", correct={"base": 0, "tuned": 6},
+                   comparisons=[paired(evals, "tuned", "base", "facts_recall", 0)])
     first, pair = text.splitlines()
     assert first.startswith("tuned wins on facts_recall over 10 questions: 0.60 (6 of 10 correct), significantly ahead of base (base 0.00: +0.60")
     assert first.endswith("With only 10 questions the intervals are wide: add questions for a firmer verdict.")

@@ -119,7 +119,8 @@ def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, ti
         comparisons += [paired(evals, a, b, "judge_score", config.seed) for a, b in pairs(keys)]
     correct = {key: count_correct(e.per_example, primary) for key, e in evals.items()}
     general = general_check(arms, config) if config.general else None
-    text = verdict(evals, labels, primary, seed=config.seed, correct=correct, pairs=pairs(keys))
+    text = verdict(evals, labels, primary, seed=config.seed, correct=correct,
+                   comparisons=[x for x in comparisons if x["metric"] == primary])
     text += "".join("\n" + agreement_sentence(labels[k], a) for k, a in agreement.items() if a)
     if general:
         text += "\n" + general["sentence"]
@@ -146,21 +147,20 @@ def read_items(config: Evaluation) -> list:
         for item in read_eval(config.uncovered):
             item.line += offset
             item.covered = False
-            item.raw = {**item.raw, "from": f"{config.uncovered}:{item.line - offset}"}
             items.append(item)
     return items
 
 
-def few_shot(config: Evaluation, run):
-    """The few-shot arm's demonstrations: ``few_shot.data``, else the run's training files."""
+def few_shot(config: CompareConfig, run):
+    """The few-shot arm's demonstrations (an arm of ``ojt compare`` only): ``few_shot.data``, else
+    the run's training files."""
     from onthejob.eval.fewshot import Shots
 
-    settings = getattr(config, "few_shot", None)
-    paths = [settings.data] if settings is not None and settings.data else [str(p) for p in training_files(run)] if run else []
+    paths = [config.few_shot.data] if config.few_shot.data else [str(p) for p in training_files(run)] if run else []
     if not paths:
         raise ConfigError("arm few-shot has no examples: the run's training files are not here",
                           fix="add --shots FILE (any training format)")
-    shots = Shots.from_files(paths, k=settings.k if settings is not None else 4)
+    shots = Shots.from_files(paths, k=config.few_shot.k)
     say(f"few-shot: {shots.k} of {len(shots.pairs)} examples from {', '.join(paths)} before each question")
     return shots
 

@@ -117,17 +117,14 @@ def _one_model(rows: list) -> str:
 
 def _by_f1(evals: dict, labels: dict[str, str], items: list, seed: int) -> dict:
     """Without checks: each model's token F1 and ROUGE-L against the reference model's, paired."""
-    from onthejob.eval.stats import paired_bootstrap
+    from onthejob.eval.verdict import paired
 
     keys = list(evals)
     ref = keys[0]
     comparisons, rows = [], []
     for key in keys[1:]:
         for metric in F1_METRICS:
-            xs = [r.get(metric) for r in evals[ref].per_example]
-            ys = [r.get(metric) for r in evals[key].per_example]
-            c = {"a": f"{labels[key]} (general)", "b": f"{labels[ref]} (general)", "metric": metric,
-                 **paired_bootstrap(xs, ys, seed=seed)}
+            c = {**paired(evals, key, ref, metric, seed), "a": f"{labels[key]} (general)", "b": f"{labels[ref]} (general)"}
             comparisons.append(c)
             word = "regressed" if c["significant"] and c["diff"] < 0 else ("improved" if c["significant"] else "no significant change")
             rows.append([metric, labels[ref], evals[ref].aggregates[metric]["mean"], labels[key],

@@ -17,13 +17,14 @@ FEW = 30  # below this many questions a verdict says its intervals are wide
 
 
 def verdict(evals: dict, labels: dict[str, str], primary: str, *, seed: int = 0, correct: dict[str, int] | None = None,
-            pairs: list[tuple[str, str]] = ()) -> str:
-    """The whole verdict: the headline, each comparison of ``pairs``, the grounded lines."""
+            comparisons: list[dict] = ()) -> str:
+    """The whole verdict: the headline, a sentence for each of ``comparisons`` (``paired``'s
+    results on the primary metric, as the report lists them), the grounded lines."""
     keys = list(evals)
     n = scored(evals[keys[0]], primary)
     correct = correct or {}
     lines = [headline(evals, labels, primary, seed=seed, correct=correct)]
-    lines += [_pair_sentence(labels, correct, paired(evals, a, b, primary, seed), n) for a, b in pairs]
+    lines += [_pair_sentence(labels, correct, c, n) for c in comparisons]
     lines += [g for key in keys if (g := grounded_sentence(labels[key], evals[key].aggregates))]
     return "\n".join(lines)
 
