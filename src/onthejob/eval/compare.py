@@ -92,12 +92,14 @@ def evaluate_model(config: EvalConfig, *, retriever=None) -> CompareResult:
 
 def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, title: str) -> CompareResult:
     """Evaluate every arm on ``config.data``, compare them, write the reports."""
+    from onthejob.eval.general import read_general
     from onthejob.eval.judge import agreement_sentence
     from onthejob.eval.report import write_reports
     from onthejob.eval.run import evaluate
     from onthejob.eval.verdict import verdict
 
     items = read_items(config)
+    probe = read_general(config.general) if config.general else None  # a bad file fails now, not after every arm
     leaks = find_leaks(run, config.data)
     if config.exclude_leaks:
         items = drop_leaked(items, leaks, run)
@@ -118,7 +120,7 @@ def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, ti
             agreement[key] = add_judge(e, items, config.judge.url, config.judge.model, seed=config.seed)
         comparisons += [paired(evals, a, b, "judge_score", config.seed) for a, b in pairs(keys)]
     correct = {key: count_correct(e.per_example, primary) for key, e in evals.items()}
-    general = general_check(arms, config) if config.general else None
+    general = general_check(arms, config, probe) if probe is not None else None
     text = verdict(evals, labels, primary, seed=config.seed, correct=correct,
                    comparisons=[x for x in comparisons if x["metric"] == primary])
     text += "".join("\n" + agreement_sentence(labels[k], a) for k, a in agreement.items() if a)
@@ -165,7 +167,7 @@ def few_shot(config: CompareConfig, run):
     return shots
 
 
-def general_check(arms: list[Arm], config: Evaluation) -> dict:
+def general_check(arms: list[Arm], config: Evaluation, probe: list) -> dict:
     """The general-skills probe once for each distinct model of the arms, the base model first."""
     from onthejob.eval.general import general_skills
 
@@ -176,7 +178,7 @@ def general_check(arms: list[Arm], config: Evaluation) -> dict:
     for arm in sorted(arms, key=tuned):  # stable: the base model's arms first
         label = ("fine-tuned" if arm.key.startswith("ft") else arm.label) if tuned(arm) else "base"
         models.setdefault(arm.model, (arm.key, label, arm.model))
-    return general_skills(list(models.values()), config)
+    return general_skills(list(models.values()), config, items=probe)
 
 
 def _judge_doc(agreement: dict, labels: dict[str, str]) -> dict:

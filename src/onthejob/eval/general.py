@@ -53,15 +53,16 @@ def read_general(path: str) -> list:
     return items
 
 
-def general_skills(models: list[tuple[str, str, str]], config: Evaluation, *, system: str | None = None) -> dict:
+def general_skills(models: list[tuple[str, str, str]], config: Evaluation, *, system: str | None = None,
+                   items: list | None = None) -> dict:
     """Score each ``(key, label, model)`` on the probe; the first is the reference (the base).
 
     ``system``: the prompt every model gets (default: the run's training prompt, if any model is a
-    run that had one)."""
+    run that had one). ``items``: the probe as ``read_general`` read it (default: read it now)."""
     from onthejob.eval.run import evaluate
     from onthejob.models.adapters import trained_system_prompt
 
-    items = read_general(config.general)
+    items = items if items is not None else read_general(config.general)
     if system is None:
         system = next((s for _, _, m in models if (s := trained_system_prompt(m))), None)
     params = config.sampling.model_copy(update={"max_new_tokens": min(config.sampling.max_new_tokens, MAX_NEW_TOKENS)})
