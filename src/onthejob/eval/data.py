@@ -57,26 +57,35 @@ class EvalItem:
 
 
 def read_eval(path: str | Path) -> list[EvalItem]:
-    """Read an eval JSONL file; any bad line raises DataError naming ``path:line``."""
+    """Read an eval JSONL file; any bad line raises DataError naming ``path:line``. Lines are read
+    as training data is (``onthejob.data.files``): bounded in length and nesting, and bytes that are
+    not UTF-8 are a problem of their line, not a crash."""
+    from onthejob.data.files import JsonDecoder, require_file, text_lines
+    from onthejob.data.schema import Problem
+
     source = str(path)
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{source}: no such file", fix="check the path")
+    require_file(Path(path), source)
+    decoder = JsonDecoder(source)
     items = []
-    with open(path, encoding="utf-8") as f:
-        for n, text in enumerate(f, 1):
-            if text.strip():
-                items.append(_item(_parse(text, source, n), f"{source}:{n}", n))
+    for n, text in text_lines(Path(path), source):
+        if isinstance(text, Problem):
+            raise DataError(f"{source}:{n}: {text.message}", fix=text.fix)
+        if text.strip():
+            items.append(_item(_parse(decoder.line(text, n), source, n), f"{source}:{n}", n))
     if not items:
         raise DataError(f"{source}: no eval examples", fix="write one chat record per line")
     return items
 
 
-def _parse(text: str, source: str, n: int) -> dict:
-    try:
-        record = json.loads(text)
-    except ValueError as e:
-        raise DataError(f"{source}:{n}: not valid JSON ({e})", fix="write one JSON object per line") from None
+def _parse(decoded, source: str, n: int) -> dict:
+    """The record of one decoded line (``files.Record``), or the first error on it."""
+    error = next((p for p in decoded.problems if p.severity == "error"), None)
+    if error is not None and error.code == "malformed_json":
+        raise DataError(f"{source}:{n}: not valid JSON ({error.message.removeprefix('invalid JSON: ')})",
+                        fix="write one JSON object per line")
+    if error is not None:
+        raise DataError(f"{source}:{n}: {error.message}", fix=error.fix)
+    record = decoded.value
     if not isinstance(record, dict):
         raise DataError(f"{source}:{n}: a record must be a JSON object, not {type(record).__name__}")
     return record
