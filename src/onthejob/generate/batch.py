@@ -16,7 +16,9 @@ prefilled once and its rows see exactly the tensors they would see in a static b
 ``refill=True`` (the server) they join a running batch too, but in groups, because every join
 costs a prefill and a copy of the cache: once a quarter of the batch is waiting, or the first
 of them has waited ``JOIN_WAIT`` steps. A cache that cannot be merged (sliding-window layers)
-makes new rows wait until the batch is empty.
+makes new rows wait until the batch is empty. A long prompt joining a running batch is prefilled
+in parts of ``JOIN_TOKENS``, one part per step (``Engine.warm``), so the running rows are not held
+up for the whole of it (chunked prefill); it joins when the rest fits in one part.
 
 Not thread-safe: one thread adds and steps; ``Request.cancelled`` may be set from anywhere.
 """
@@ -37,6 +39,7 @@ class Batch:
     its first adapter wraps the model)."""
 
     JOIN_WAIT = 4  # steps a waiting row may wait for others before it joins alone
+    JOIN_TOKENS = 512  # prompt tokens prefilled per step while rows are running
 
     def __init__(self, engine, *, max_rows: int = 32, refill: bool = True):
         self.engine, self.max_rows, self.refill = engine, max_rows, refill
@@ -59,9 +62,11 @@ class Batch:
             stepped += self.running
         room = self.max_rows - len(self.running)
         if self.waiting and room > 0 and self._time_to_join():
-            joining, self.waiting = self.waiting[:room], self.waiting[room:]
-            self._join(joining)
-            stepped += joining
+            joining = self._parts(self.waiting[:room])
+            self.waiting = [r for r in self.waiting if not any(r is j for j in joining)]
+            if joining:
+                self._join(joining)
+                stepped += joining
         self._keep([r.finish is None for r in self.running])
         return stepped
 
@@ -80,6 +85,17 @@ class Batch:
             self._waited = 0
             return True
         return False
+
+    def _parts(self, candidates: list[Request]) -> list[Request]:
+        """The candidates that join now. While rows are running, a prompt with more than
+        ``JOIN_TOKENS`` left to prefill gets one part prefilled instead (the first such prompt;
+        the others wait their turn)."""
+        if not self.running or not getattr(self.engine, "packed", False):
+            return candidates
+        long = [r for r in candidates if len(r.prompt) - _known(r) > self.JOIN_TOKENS]
+        if long:
+            self.engine.warm(long[0], self.JOIN_TOKENS)
+        return [r for r in candidates if not any(r is x for x in long)]
 
     def _join(self, joining: list[Request]) -> None:
         started = time.perf_counter()
@@ -101,3 +117,8 @@ class Batch:
         # that is never merged into keeps them, so its rows see the tensors of a static batch.
         with torch.inference_mode():
             self._state = self._state.select([i for i, k in enumerate(keep) if k], cut_padding=self.refill)
+
+
+def _known(request: Request) -> int:
+    """Prompt tokens of ``request`` already prefilled ahead."""
+    return sum(piece[0][0].shape[1] for piece in request.kv) if request.kv else 0

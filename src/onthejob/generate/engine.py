@@ -16,7 +16,8 @@ It is also faster on a CPU: the key/value cache is filled in place instead of co
 (tests/generate).
 
 Two layers. ``prefill`` and ``step`` are the decode mechanism: prefill runs the prompts of some
-``Request`` rows (left-padded to one length) and picks each row's first token; step extends
+``Request`` rows (packed without padding, reusing beginnings computed before: generate/prefill.py;
+left-padded for models that cannot) and picks each row's first token; step extends
 every running row by one token with one (b, 1) forward. ``Batch`` (generate/batch.py) keeps the
 running rows and calls them; the server's continuous batching is a ``Batch`` too. ``generate``,
 ``generate_ids`` and ``stream`` are the convenient front: they fill a ``Batch`` and step it.
@@ -34,10 +35,15 @@ import torch
 from onthejob.data.template import end_of_turn_ids, tokenize_prompt
 from onthejob.errors import ConfigError
 from onthejob.generate.batch import Batch
-from onthejob.generate.cache import DecodeState, new_cache
+from onthejob.generate.cache import DecodeState, GrowingLayer, new_cache
+from onthejob.generate.prefill import cache_key, packed_prefill, warm
+from onthejob.generate.prefix import PrefixCache, shared_lengths
 from onthejob.generate.request import BASE, Completion, Request
 from onthejob.generate.sampling import SamplingParams
 from onthejob.generate.skinny import Skinny
+
+
+PREFIX_CACHE = 1 << 30  # bytes of prompt keys and values kept for reuse (generate/prefix.py)
 
 
 class Engine:
@@ -47,7 +53,7 @@ class Engine:
     bf16 autocast on a GPU that supports it and plain float32 elsewhere (CPU bf16 is slower).
     """
 
-    def __init__(self, model, tokenizer, *, dtype: str = "auto"):
+    def __init__(self, model, tokenizer, *, dtype: str = "auto", prefix_cache: int = PREFIX_CACHE):
         if dtype not in ("float32", "bfloat16", "auto"):
             raise ConfigError(f"dtype: {dtype!r} (use float32, bfloat16 or auto)")
         self.model = model
@@ -61,6 +67,9 @@ class Engine:
         self._forward_kwargs = _forward_kwargs(model)
         # Decode steps' linears on a CPU: float32 as W @ x.T, bf16 on prepacked weights (generate/skinny.py)
         self._skinny = Skinny(model) if self.device.type == "cpu" and not self.autocast else contextlib.nullcontext
+        # Prompts prefilled packed, without padding, reusing known beginnings (generate/prefill.py)
+        self.packed = packable(model, self._forward_kwargs)
+        self.prefix = PrefixCache(prefix_cache if self.packed else 0)
 
     # --- the front: whole answers, or one streamed --------------------------------------------
 
@@ -71,11 +80,12 @@ class Engine:
         *,
         tools: list[dict] | None = None,
         batch_size: int | None = None,
+        adapters: Sequence[str | None] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[Completion]:
         """One completion per conversation, in input order (each ends with the assistant reply)."""
         prompts = [tokenize_prompt(c, self.tokenizer, tools=tools) for c in conversations]
-        return self.generate_ids(prompts, params, batch_size=batch_size, progress=progress)
+        return self.generate_ids(prompts, params, batch_size=batch_size, adapters=adapters, progress=progress)
 
     def generate_ids(
         self,
@@ -83,13 +93,19 @@ class Engine:
         params: SamplingParams | None = None,
         *,
         batch_size: int | None = None,
+        adapters: Sequence[str | None] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[Completion]:
         """Complete raw token prompts, ``batch_size`` rows at a time (None = all at once).
 
+        ``adapters``: per prompt, the PEFT adapter its row runs with (``BASE``: none; None: the
+        model as loaded), so a base model's and its adapter's questions share every batch.
         ``progress(n)`` is called as n more rows finish (``tqdm.update`` fits)."""
         params = params or SamplingParams()
-        requests = [self.request(p, params) for p in prompt_ids]
+        adapters = adapters if adapters is not None else [None] * len(prompt_ids)
+        requests = [self.request(p, params, adapter=a) for p, a in zip(prompt_ids, adapters, strict=True)]
+        for r, shared in zip(requests, shared_lengths(prompt_ids)):
+            r.share = shared  # what of each prompt another one also begins with: all the prefix cache keeps
         # Longest first: rows of similar length share a batch (less padding), and a batch too big
         # for memory fails at the start rather than after an hour. A new batch starts when the
         # last one is done, so each batch is prefilled once and never merged into.
@@ -129,8 +145,11 @@ class Engine:
                        device=self.device)
 
     def prefill(self, requests: list[Request]) -> DecodeState:
-        """Run the prompts of ``requests`` together and give each row its first token."""
+        """Run the prompts of ``requests`` together and give each row its first token: packed
+        without padding where the model allows (generate/prefill.py), else left-padded."""
         with _eval_mode(self.model), torch.inference_mode():
+            if self.packed:
+                return packed_prefill(self, requests)
             ids, mask = self._left_pad([r.prompt for r in requests])  # (B, T) each
             # Positions count real tokens only, so a left-padded row sees the positions it would
             # see alone (HF generate does the same). Pad positions are never attended.
@@ -144,6 +163,28 @@ class Engine:
         with _eval_mode(self.model), torch.inference_mode():
             logits = self._forward(state.ids, state.mask, state.pos, state.cache, self._adapter_names(requests))
             return self._advance(requests, logits, state.mask, state.pos, state.cache)
+
+    def warm(self, request: Request, tokens: int) -> None:
+        """Prefill the next ``tokens`` of ``request``'s prompt now and keep them on it (a long
+        prompt joining a running batch in parts; generate/batch.py)."""
+        if self.packed:
+            with _eval_mode(self.model), torch.inference_mode():
+                warm(self, request, tokens)
+
+    def lookup(self, request: Request):
+        """The longest known beginning of ``request``'s prompt: (tokens, keys and values per layer)."""
+        if not self.prefix.budget:
+            return 0, None
+        return self.prefix.lookup(cache_key(self, request.adapter), request.prompt)
+
+    def remember(self, request: Request, kv) -> None:
+        """Keep the keys and values of ``request``'s prompt for prompts that begin the same way
+        (only the part another known prompt shares, when all are known: ``generate_ids``)."""
+        if not self.prefix.budget:
+            return
+        share = getattr(request, "share", None)
+        keep = len(request.prompt) if share is None else min(share, len(request.prompt) - 1)
+        self.prefix.insert(cache_key(self, request.adapter), request.prompt[:keep], kv)
 
     def stop_ids_for(self, tokenizer) -> set[int]:
         """End-of-turn ids of a tokenizer's chat template on this model (and the model's own eos)."""
@@ -175,7 +216,11 @@ class Engine:
         """Per-row adapter names for a PEFT model serving several, else None (the model as loaded)."""
         if not hasattr(self.model, "peft_config") or all(r.adapter is None for r in requests):
             return None
-        return [r.adapter or BASE for r in requests]
+        names = [r.adapter or BASE for r in requests]
+        active = self.model.active_adapter
+        if all(n == active for n in names):  # one adapter, the loaded one: no per-row split
+            return None
+        return names
 
     def _left_pad(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(p) for p in prompts)
@@ -205,6 +250,27 @@ def pick(logits: torch.Tensor, params: SamplingParams, generator: torch.Generato
 
 
 # --- model plumbing -----------------------------------------------------------------------------
+
+
+def packable(model, forward_kwargs: dict) -> bool:
+    """Can prompts be prefilled packed? The model's attention must go through transformers'
+    attention interface with SDPA (switched to ours, which runs SDPA unless told
+    otherwise: train/attention.py), keep every layer's full past (no sliding window), and its
+    forward must pick the positions to compute logits for."""
+    from onthejob.train.attention import NAME, use_packed_attention
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if config is None or "logits_to_keep" not in forward_kwargs["extra"]:
+        return False
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", NAME):
+        return False
+    attentions = [m for m in base.modules() if type(m).__name__.endswith("Attention") and hasattr(m, "layer_idx")]
+    if len(attentions) != getattr(config, "num_hidden_layers", -1):
+        return False
+    if not all(type(layer) is GrowingLayer for layer in new_cache(base).layers):
+        return False
+    return use_packed_attention(config)
 
 
 @contextlib.contextmanager

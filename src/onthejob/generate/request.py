@@ -51,6 +51,8 @@ class Request:
         self.finish: FinishReason | None = None
         self.seconds = 0.0
         self.cancelled = False  # set from any thread; the batch drops the row at its next step
+        self.kv = None  # keys and values of the prompt's beginning prefilled ahead (Engine.warm)
+        self.share = None  # tokens of the prompt worth keeping in the prefix cache; None = all
 
     def add(self, token: int) -> None:
         """Take the next generated token: grow the text, finish on end of turn, a stop string or

@@ -9,8 +9,10 @@ on a CPU each example's attention is a few bf16 matmuls around an fp32 softmax, 
 model's matmuls are (``_causal``).
 
 The training forward opts in per call by passing ``example_spans=spans(position_ids)``, which
-transformers hands through to the registered attention function; calls without it (generation,
-evaluation) keep PyTorch's SDPA with transformers' mask.
+transformers hands through to the registered attention function; the engine's packed prefill
+passes ``ragged=`` (generate/prefill.py), and a decode step (one query per row, no gradient) reads
+its cache once (generate/attention.py); other calls (evaluation) keep PyTorch's SDPA with
+transformers' mask.
 """
 
 from __future__ import annotations
@@ -56,8 +58,18 @@ def _register() -> None:
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)
 
 
-def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, example_spans=None, **kwargs):
-    """transformers' attention interface: (B, H, T, D) in, (B, T, H, D) out."""
+def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, example_spans=None, ragged=None,
+               **kwargs):
+    """transformers' attention interface: (B, H, T, D) in, (B, T, H, D) out. ``ragged``: the
+    engine's packed prefill (generate/prefill.py)."""
+    if ragged is not None:
+        from onthejob.generate.attention import ragged_attention
+
+        return ragged_attention(module, query, key, value, ragged, scaling)
+    if example_spans is None and query.shape[2] == 1 and not torch.is_grad_enabled() and query.shape[1] % key.shape[1] == 0:
+        from onthejob.generate.attention import decode_attention  # a decode step
+
+        return decode_attention(query, key, value, attention_mask, scaling)
     if example_spans is None:  # not a packed training call: plain SDPA with transformers' mask
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
