@@ -153,3 +153,46 @@ def test_few_shot_uncovered_questions_judge_and_general_probe(setup, tmp_path, m
     assert "judge and facts agree on" in result.verdict
     assert report["general"]["n"] == 100 and list(report["general"]["models"]) == ["base (general)"]
     assert result.verdict.splitlines()[-1].startswith("general skills: base passes ")
+
+
+def test_shared_batches_answer_as_one_question_at_a_time(setup, tmp_path):
+    """All five arms in two shared batches (the base model's arms ride on the run's model with
+    its adapter off per row) give the greedy answers each arm gives one question at a time,
+    with the base model loaded on its own."""
+    from onthejob.eval.compare import default_base, model_groups
+    from onthejob.eval.data import read_eval
+    from onthejob.eval.fewshot import Shots
+    from onthejob.eval.run import evaluate
+
+    root, run, _ = setup
+    words = ["leave", "printer", "salary", "holiday", "laptop", "badge", "parking", "travel", "pension", "sick"]
+    data = tmp_path / "twenty.jsonl"
+    with open(data, "w") as f:
+        for i in range(20):
+            q = f"Question {i}: what about the {words[i % 10]} rule" + " and its exceptions" * (i % 4) + "?"
+            f.write(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "It is."}],
+                                "facts": ["It"]}) + "\n")
+    arms = ["prompt", "few-shot", "rag", "ft", "ft+rag"]
+    config = CompareConfig(data=str(data), arms=arms, run=str(run), rag={"collection": "fake"}, out=str(tmp_path / "out"),
+                           sampling=SamplingParams(max_new_tokens=8), batch_size=8, general="none",
+                           few_shot={"data": str(root / "train.jsonl")})
+    result = compare(config, retriever=FakeRetriever())
+    base = default_base(str(run))
+    from onthejob.eval.compare import Arm
+
+    groups = model_groups([Arm(a, ARMS[a], str(run) if a.startswith("ft") else base, a.endswith("rag")) for a in arms], str(run))
+    assert len(groups) == 1 and [b for _, b in groups[0][1]] == [True, True, True, False, False]  # one model, one batch
+    assert result.evals["prompt"].extra["batched_with"] == ["few-shot", "RAG", "fine-tuning", "fine-tuning + RAG"]
+    items = read_eval(data)
+    shots = Shots.from_files([str(root / "train.jsonl")], k=config.few_shot.k)
+    for arm in arms:
+        model = str(run) if arm.startswith("ft") else base
+        alone = [evaluate(model, [item], params=config.sampling, batch_size=1, with_loss=False, progress=False,
+                          rag=FakeRetriever() if arm.endswith("rag") else None, shots=shots if arm == "few-shot" else None
+                          ).per_example[0]["answer"] for item in items]
+        assert [r["answer"] for r in result.evals[arm].per_example] == alone, arm
+    assert len({r["answer"] for r in result.evals["ft"].per_example} | {r["answer"] for r in result.evals["prompt"].per_example}) > 2
+    # the reference loss of the base arms is the base model's, measured with the adapter off
+    plain = evaluate(base, items, params=SamplingParams(max_new_tokens=1), progress=False)
+    assert result.evals["prompt"].loss == pytest.approx(plain.loss, rel=1e-5)
+    assert result.evals["ft"].loss != pytest.approx(plain.loss, rel=1e-3)

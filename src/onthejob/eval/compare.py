@@ -95,7 +95,7 @@ def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, ti
     from onthejob.eval.general import read_general
     from onthejob.eval.judge import agreement_sentence
     from onthejob.eval.report import write_reports
-    from onthejob.eval.run import evaluate
+    from onthejob.eval.run import Ask, evaluate_arms
     from onthejob.eval.verdict import verdict
 
     items = read_items(config)
@@ -106,10 +106,12 @@ def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, ti
     shots = few_shot(config, run) if any(a.few_shot for a in arms) else None
     evals = {}
     with _opened(retriever, config, any(a.rag for a in arms)) as rag:
-        for arm in arms:
-            evals[arm.key] = evaluate(arm.model, items, label=arm.label, params=config.sampling, system=config.system,
-                                      seed=config.seed, rag=rag if arm.rag else None, batch_size=config.batch_size,
-                                      shots=shots if arm.few_shot else None)
+        for model, group in model_groups(arms, run):
+            asks = [Ask(arm.label, rag if arm.rag else None, shots if arm.few_shot else None, base=base) for arm, base in group]
+            results = evaluate_arms(model, asks, items, params=config.sampling, system=config.system, seed=config.seed,
+                                    batch_size=config.batch_size)
+            evals.update({arm.key: e for (arm, _), e in zip(group, results)})
+        evals = {arm.key: evals[arm.key] for arm in arms}  # in the arms' order
     labels = {arm.key: arm.label for arm in arms}
     keys = list(evals)
     primary = primary_metric(items)
@@ -136,6 +138,34 @@ def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, ti
                                  "general": _general_doc(general)})
     return CompareResult(evals, comparisons, primary, correct, text, labels, leaks, clean, general, paths,
                          sum(1 for r in evals[keys[0]].per_example if r.get(primary) is not None))
+
+
+def model_groups(arms: list[Arm], run) -> list[tuple[str, list[tuple[Arm, bool]]]]:
+    """The arms grouped by the model that loads for them, each arm with whether it answers with
+    the run's adapter switched off: the base model's arms join the run's when the run is an
+    adapter on that very base with the same chat template, so one loaded model and one batch
+    answer them all; otherwise each model is loaded for its own arms."""
+    groups: dict[str, list[tuple[Arm, bool]]] = {}
+    shared = run is not None and any(a.model == str(run) for a in arms) and all(
+        a.model == str(run) or adapter_on(run, a.model) for a in arms)
+    for arm in arms:
+        base = shared and arm.model != str(run)
+        groups.setdefault(str(run) if base else arm.model, []).append((arm, base))
+    return list(groups.items())
+
+
+def adapter_on(run, base: str) -> bool:
+    """Is ``run`` an adapter on ``base`` whose tokenizer and chat template are the base's?"""
+    from onthejob.models.adapters import locate
+    from onthejob.models.load import load_tokenizer
+
+    found, plain = locate(run), locate(base)
+    if found.adapter is None or found.model != plain.model or plain.adapter is not None:
+        return False
+    if found.tokenizer == plain.tokenizer:
+        return True
+    a, b = load_tokenizer(found.tokenizer), load_tokenizer(plain.tokenizer)
+    return a.chat_template == b.chat_template and a.get_vocab() == b.get_vocab()
 
 
 def read_items(config: Evaluation) -> list:

@@ -30,6 +30,7 @@ Each answer's row keeps what a reader checks it by: which facts it states and wh
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
@@ -59,6 +60,18 @@ class ModelEval:
     extra: dict[str, Any] = field(default_factory=dict)  # settings used: max_new_tokens, rag, system
 
 
+@dataclass
+class Ask:
+    """One way of asking a loaded model (an arm of ``ojt compare``): the label tables use, and
+    passages and/or demonstrations before each question. ``base``: with a run loaded, answer
+    with its adapter switched off (the base model, with no training system prompt)."""
+
+    label: str
+    rag: Any = None  # anything with .prepare(messages) -> (wrapped | None, sources), e.g. a Retriever
+    shots: Any = None  # anything with .demonstrate(messages) -> messages, e.g. few-shot's Shots
+    base: bool = False
+
+
 def evaluate(
     name: str | Path,
     items: list[EvalItem],
@@ -75,37 +88,93 @@ def evaluate(
     progress: bool = True,
 ) -> ModelEval:
     """Evaluate the model ``name`` on ``items``; see the module docstring."""
+    [result] = evaluate_arms(name, [Ask(label or str(name), rag, shots)], items, params=params, system=system,
+                             batch_size=batch_size, seed=seed, with_loss=with_loss, device=device, progress=progress)
+    return result
+
+
+def evaluate_arms(
+    name: str | Path,
+    asks: list[Ask],
+    items: list[EvalItem],
+    *,
+    params=None,
+    system: str | None = None,
+    batch_size: int = 16,
+    seed: int = 0,
+    with_loss: bool = True,
+    device: str | None = None,
+    progress: bool = True,
+) -> list[ModelEval]:
+    """Several arms of one loaded model (``ojt compare``'s arms that share a model): the model is
+    loaded once, the reference loss measured once per distinct model (the run, its base), and
+    every arm's questions are answered in one batch through one engine, a run's adapter switched
+    off per row for ``Ask.base`` arms (PEFT's mixed-adapter batches). Greedy answers are those
+    of each arm alone (tests/eval/test_run.py). ``seconds`` is the group's wall time, shared."""
     from onthejob.models.adapters import load_for_inference
     from onthejob.generate.engine import Engine
+    from onthejob.generate.request import BASE
     from onthejob.generate.sampling import SamplingParams
 
     start = time.perf_counter()
     params = params or SamplingParams(max_new_tokens=128, seed=seed)
     loaded = load_for_inference(name, device=device)
-    if system is not None:  # the caller's prompt wins over the conversation's own
-        conversations = [with_system(item.messages, system, replace=True) for item in items]
-    else:  # the run's training prompt, only where a conversation brings none
-        conversations = [with_system(item.messages, loaded.system_prompt, replace=False) for item in items]
-    loss = reference_loss(loaded.model, loaded.tokenizer, conversations, items, batch_size=batch_size) if with_loss else None
-    if shots is not None:
-        conversations = [shots.demonstrate(c) for c in conversations]
+    adapter = _active_adapter(loaded.model)
+    if any(a.base for a in asks) and adapter is None:
+        raise ValueError(f"{name} has no adapter to switch off for a base arm")
+    prompts = {ask.base: None if ask.base else loaded.system_prompt for ask in asks}  # the run's prompt, not the base's
+    convs = {base: _with_prompt(items, system, prompt) for base, prompt in prompts.items()}
+    losses = {}
+    for base in convs:
+        if with_loss:
+            with _adapter_off(loaded.model) if base else contextlib.nullcontext():
+                losses[base] = reference_loss(loaded.model, loaded.tokenizer, convs[base], items, batch_size=batch_size)
+        else:
+            losses[base] = None
     engine = Engine(loaded.model, loaded.tokenizer)
-    label = label or str(name)
-    answers = _answer(engine, conversations, params, rag, batch_size, label if progress else None)
-    per_example = [_row(item, completion, rag is not None) for item, completion in zip(items, answers)]
-    return ModelEval(
-        name=str(name),
-        label=label,
-        per_example=per_example,
-        aggregates=aggregate(per_example, seed=seed),
-        loss=loss,
-        perplexity=math.exp(loss) if loss is not None else None,
-        seconds=time.perf_counter() - start,
-        description=loaded.description,
-        extra={"max_new_tokens": params.max_new_tokens, "temperature": params.temperature,
-               "rag": getattr(rag, "collection", None) if rag is not None else None,
-               "system": system if system is not None else loaded.system_prompt},
-    )
+    asked = [[ask.shots.demonstrate(c) for c in convs[ask.base]] if ask.shots is not None else convs[ask.base] for ask in asks]
+    # one adapter per row when base rows share the batch with the run's rows; else the model as loaded
+    mixed = any(a.base for a in asks) and not all(a.base for a in asks)
+    row_adapter = [(BASE if ask.base else adapter) if mixed else (BASE if ask.base else None) for ask in asks]
+    desc = ", ".join(a.label for a in asks) if progress else None
+    answers = _answer(engine, asked, [a.rag for a in asks], row_adapter, params, batch_size, desc)
+    seconds = time.perf_counter() - start
+    out = []
+    for ask, completions in zip(asks, answers):
+        per_example = [_row(item, completion, ask.rag is not None) for item, completion in zip(items, completions)]
+        out.append(ModelEval(
+            name=str(name) if not ask.base else loaded.base_name,
+            label=ask.label,
+            per_example=per_example,
+            aggregates=aggregate(per_example, seed=seed),
+            loss=losses[ask.base],
+            perplexity=math.exp(losses[ask.base]) if losses[ask.base] is not None else None,
+            seconds=seconds,
+            description=loaded.base_name if ask.base else loaded.description,
+            extra={"max_new_tokens": params.max_new_tokens, "temperature": params.temperature,
+                   "rag": getattr(ask.rag, "collection", None) if ask.rag is not None else None,
+                   "system": system if system is not None else prompts[ask.base],
+                   **({"batched_with": [a.label for a in asks if a is not ask]} if len(asks) > 1 else {})},
+        ))
+    return out
+
+
+def _with_prompt(items: list[EvalItem], system: str | None, trained: str | None) -> list[list[dict]]:
+    if system is not None:  # the caller's prompt wins over the conversation's own
+        return [with_system(item.messages, system, replace=True) for item in items]
+    # the run's training prompt, only where a conversation brings none
+    return [with_system(item.messages, trained, replace=False) for item in items]
+
+
+def _active_adapter(model) -> str | None:
+    if not hasattr(model, "peft_config"):
+        return None
+    active = model.active_adapter
+    return active if isinstance(active, str) else active[0]
+
+
+def _adapter_off(model):
+    return model.disable_adapter()
 
 
 def with_system(messages: list[dict], system: str | None, *, replace: bool) -> list[dict]:
@@ -189,25 +258,36 @@ def _row(item: EvalItem, completion, with_rag: bool) -> dict[str, Any]:
     return row
 
 
-def _answer(engine, conversations, params, rag, batch_size: int, desc: str | None) -> list:
-    """Completions in input order; with RAG each a ``Grounded`` (NOT_COVERED, no model call, when
-    no passage was found)."""
+def _answer(engine, conversations: list[list], rags: list, adapters: list, params, batch_size: int,
+            desc: str | None) -> list[list]:
+    """Per arm, its completions in input order; with RAG each a ``Grounded`` (NOT_COVERED, no
+    model call, when no passage was found). All arms' questions go through one ``generate``."""
     from onthejob.rag.answer import NOT_COVERED
     from onthejob.generate.request import Completion
 
-    if rag is None:
-        return _generate(engine, conversations, params, batch_size, desc) if conversations else []
-    prepared = [rag.prepare(c) for c in conversations]
-    asked = [wrapped for wrapped, _ in prepared if wrapped is not None]
-    answers = iter(_generate(engine, asked, params, batch_size, desc) if asked else [])
-    return [Grounded(next(answers), sources) if wrapped is not None else Grounded(Completion(NOT_COVERED, [], "stop", 0, 0, 0.0), [])
-            for wrapped, sources in prepared]
+    asked, rows, plans = [], [], []
+    for arm, (convs, rag, adapter) in enumerate(zip(conversations, rags, adapters)):
+        prepared = [rag.prepare(c) for c in convs] if rag is not None else [(c, None) for c in convs]
+        plans.append(prepared)
+        for wrapped, _ in prepared:
+            if wrapped is not None:
+                asked.append(wrapped)
+                rows.append(adapter)
+    answers = iter(_generate(engine, asked, rows, params, batch_size, desc) if asked else [])
+    out = []
+    for rag, prepared in zip(rags, plans):
+        if rag is None:
+            out.append([next(answers) for _ in prepared])
+        else:
+            out.append([Grounded(next(answers), sources) if wrapped is not None
+                        else Grounded(Completion(NOT_COVERED, [], "stop", 0, 0, 0.0), []) for wrapped, sources in prepared])
+    return out
 
 
-def _generate(engine, conversations, params, batch_size: int, desc: str | None):
+def _generate(engine, conversations, adapters, params, batch_size: int, desc: str | None):
     if desc is None:
-        return engine.generate(conversations, params, batch_size=batch_size)
+        return engine.generate(conversations, params, batch_size=batch_size, adapters=adapters)
     from tqdm import tqdm
 
     with tqdm(total=len(conversations), desc=f"answering with {desc}", unit="q", file=sys.stderr) as bar:
-        return engine.generate(conversations, params, batch_size=batch_size, progress=bar.update)
+        return engine.generate(conversations, params, batch_size=batch_size, adapters=adapters, progress=bar.update)
