@@ -27,18 +27,11 @@ def run(*args: str, env: dict) -> None:
     subprocess.run([sys.executable, "-m", "onthejob", *args], check=True, env=env)
 
 
-def main() -> int:
-    here = Path(__file__).resolve().parents[1]
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(here.parent / "shared" / "data" / "hr-policy"))
-    ap.add_argument("--work", default="/tmp/hr-policy")
-    ap.add_argument("--epochs", type=float, default=3)
-    ap.add_argument("--arms", default="prompt,few-shot,rag,ft,ft+rag")
-    args = ap.parse_args()
+def prepare(data: Path, work: Path) -> dict:
+    """The split (work/train.jsonl, work/eval.jsonl) and the environment the ``ojt`` commands run in."""
     from onthejob.eval.data import from_token_presence
     from onthejob.fsutil import write_jsonl
 
-    data, work = Path(args.data), Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     records = from_token_presence(data / "CSV_files" / "token_presence_HR_Policy.csv")
     for r in records:
@@ -57,6 +50,19 @@ def main() -> int:
     if model_cache.is_dir() and not (work / "home" / "models").exists():
         (work / "home").mkdir(exist_ok=True)
         os.symlink(model_cache, work / "home" / "models")  # reuse the converted default model
+    return env
+
+
+def main() -> int:
+    here = Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(here.parent / "shared" / "data" / "hr-policy"))
+    ap.add_argument("--work", default="/tmp/hr-policy")
+    ap.add_argument("--epochs", type=float, default=3)
+    ap.add_argument("--arms", default="prompt,few-shot,rag,ft,ft+rag")
+    args = ap.parse_args()
+    data, work = Path(args.data), Path(args.work)
+    env = prepare(data, work)
     run("train", "--data", str(work / "train.jsonl"), "--output_dir", str(work / "run"), "--overwrite", "--epochs", str(args.epochs),
         "--optim.lr", "2e-3", "--data.max_seq_len", "512", env=env)
     run("rag", "index", str(data / "used_documents" / "HR_Policy.pdf"), "--collection", "hr-policy", env=env)

@@ -86,7 +86,11 @@ def test_batch_of_different_lengths_equals_each_alone(engine):
         assert [c.text for c in batched] == [c.text for c in alone]
 
 
-def test_row_ending_early_leaves_the_batch_and_the_others_are_unchanged(engine, tok):
+def test_row_ending_early_leaves_the_batch_and_the_others_are_unchanged(engine, tok, monkeypatch):
+    from onthejob.generate import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "_similar_lengths", lambda requests, rows: [requests])  # all four in one batch
+    engine = Engine(engine.model, tok, prefix_cache=0)  # one prefill forward: call 3 is the third decode step
     alone = [engine.generate([c], GREEDY)[0] for c in CONVERSATIONS]
     eot = end_of_turn_ids(tok)[0]
     longest = max(range(len(CONVERSATIONS)), key=lambda i: alone[i].prompt_tokens)
@@ -235,3 +239,11 @@ def test_bad_sampling_params_are_config_errors(bad):
 
     with pytest.raises(ConfigError, match=next(iter(bad))):
         validate(SamplingParams, bad)
+
+
+def test_prompts_of_very_different_lengths_go_in_separate_batches(engine, tok):
+    from onthejob.generate.engine import _similar_lengths
+
+    rows = [engine.request([1] * n, GREEDY) for n in (100, 90, 60, 49, 40, 30, 20, 3)]
+    groups = _similar_lengths(rows, 3)
+    assert [[r.prompt_tokens for r in g] for g in groups] == [[100, 90, 60], [49, 40, 30], [20], [3]]

@@ -108,14 +108,19 @@ class Engine:
             r.share = shared  # what of each prompt another one also begins with: all the prefix cache keeps
         # Longest first: rows of similar length share a batch (less padding), and a batch too big
         # for memory fails at the start rather than after an hour. A new batch starts when the
-        # last one is done, so each batch is prefilled once and never merged into.
-        batch = Batch(self, max_rows=batch_size or max(1, len(requests)), refill=False)
-        for r in sorted(requests, key=lambda r: -r.prompt_tokens):
-            batch.add(r)
-        while batch.running or batch.waiting:
-            done = sum(1 for r in batch.step() if r.finish)
-            if progress and done:
-                progress(done)
+        # last one is done, so each batch is prefilled once and never merged into; and it starts
+        # early when the next prompt is under half the batch's longest, because every decode step
+        # reads the cache of each row at the longest row's width (short rows beside 1,500-token
+        # RAG prompts would cost as much as RAG rows).
+        rows = batch_size or max(1, len(requests))
+        for group in _similar_lengths(sorted(requests, key=lambda r: -r.prompt_tokens), rows):
+            batch = Batch(self, max_rows=rows, refill=False)
+            for r in group:
+                batch.add(r)
+            while batch.running or batch.waiting:
+                done = sum(1 for r in batch.step() if r.finish)
+                if progress and done:
+                    progress(done)
         return [r.completion() for r in requests]
 
     def stream(
@@ -230,6 +235,17 @@ class Engine:
             ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
             mask[i, width - len(p) :] = 1
         return ids.to(self.device), mask.to(self.device)
+
+
+def _similar_lengths(requests: list[Request], rows: int) -> list[list[Request]]:
+    """Longest-first ``requests`` cut into batches of at most ``rows``, a new one also where a
+    prompt is under half as long as its batch's first."""
+    groups: list[list[Request]] = []
+    for r in requests:
+        if not groups or len(groups[-1]) == rows or r.prompt_tokens * 2 < groups[-1][0].prompt_tokens:
+            groups.append([])
+        groups[-1].append(r)
+    return groups
 
 
 # --- token choice -------------------------------------------------------------------------------

@@ -63,7 +63,7 @@ def packed_prefill(engine, requests: list, *, chunk: int = CHUNK) -> DecodeState
     in separate forwards, as PEFT applies one adapter per row."""
     pieces: list[list[KV] | None] = [None] * len(requests)
     logits: list[torch.Tensor | None] = [None] * len(requests)
-    for wave in _waves(requests):
+    for wave in _waves(requests) if engine.prefix.budget else [list(range(len(requests)))]:
         for i in wave:
             pieces[i] = _known(engine, requests[i])
         groups: dict[str | None, list[int]] = {}
