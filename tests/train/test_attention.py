@@ -66,7 +66,11 @@ def test_a_packed_row_gives_each_example_what_it_gets_alone(bf16, monkeypatch):
     assert sorted(e - s for s, e in row) == [5, 7, 12]  # one row holding all three examples
     weights = torch.randn(ids.shape[1], packed_model.config.vocab_size, generator=torch.Generator().manual_seed(1))
     calls = []
-    monkeypatch.setattr(attention, "_causal", lambda *a: calls.append(a[0].shape[1]) or _causal(*a))
+    if bf16:  # bf16 matmuls, one example per call
+        monkeypatch.setattr(attention, "_causal", lambda *a: calls.append(a[0].shape[1]) or _causal(*a))
+    else:  # examples of similar length grouped: one call per layer over all spans
+        real = attention._grouped
+        monkeypatch.setattr(attention, "_grouped", lambda *a: calls.extend(e - s for s, e in a[3][0]) or real(*a))
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         packed = _logits(packed_model, ids, pos, example_spans=spans(pos))[0].float()  # (T, V)
         assert sorted(calls) == sorted([5, 7, 12] * packed_model.config.num_hidden_layers)
@@ -112,3 +116,33 @@ def test_gradient_checkpointing_recomputes_the_same_packed_forward():
     assert checkpointed == pytest.approx(plain, rel=1e-4)
     for k in grads:
         torch.testing.assert_close(grads_ckpt[k], grads[k], rtol=1e-3, atol=1e-4)
+
+
+def test_grouped_attention_pads_similar_examples_together_exactly():
+    """Examples of similar length share one SDPA call, padded at the end: outputs and gradients
+    are those of each example on its own."""
+    from onthejob.train.attention import _grouped
+
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(2, 6, 40, 8, generator=g, requires_grad=True)
+    k = torch.randn(2, 2, 40, 8, generator=g, requires_grad=True)
+    v = torch.randn(2, 2, 40, 8, generator=g, requires_grad=True)
+    example_spans = [[(0, 9), (9, 19), (19, 21), (21, 40)], [(0, 12), (12, 30), (30, 40)]]
+    calls = []
+    real = F.scaled_dot_product_attention
+    try:
+        F.scaled_dot_product_attention = lambda *a, **kw: calls.append(a[0].shape[0]) or real(*a, **kw)
+        ours = _grouped(q, k, v, example_spans, 8**-0.5, 0.0)
+    finally:
+        F.scaled_dot_product_attention = real
+    assert len(calls) < 7 and max(calls) > 1  # several examples per call
+    parts = []
+    for b, row in enumerate(example_spans):
+        parts.append(torch.cat([real(q[b:b + 1, :, s:e], k[b:b + 1, :, s:e].repeat_interleave(3, 1), v[b:b + 1, :, s:e].repeat_interleave(3, 1),
+                                     is_causal=True)[0].transpose(0, 1) for s, e in row]))
+    ref = torch.stack(parts)
+    torch.testing.assert_close(ours, ref)
+    grads = torch.autograd.grad((ours * torch.arange(ours.numel()).view_as(ours).sin()).sum(), (q, k, v))
+    ref_grads = torch.autograd.grad((ref * torch.arange(ref.numel()).view_as(ref).sin()).sum(), (q, k, v))
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b)

@@ -4,9 +4,10 @@ A packed row holds several examples; transformers turns their restarting positio
 block-diagonal (T, T) mask, and with a mask PyTorch's attention computes every one of the T x T
 scores and throws most away. ``use_packed_attention`` has causal attention run on each example's
 own span instead, so the work is sum(n_i^2) / 2 rather than T^2: about a sixth of it for 512-token
-rows of ~190-token examples. The scores that are computed are the same ones. Under bf16 autocast
-on a CPU each example's attention is a few bf16 matmuls around an fp32 softmax, as the rest of the
-model's matmuls are (``_causal``).
+rows of ~190-token examples. The scores that are computed are the same ones. Examples of similar
+length go through one SDPA call together (``_grouped``), so short examples do not pay one call's
+overhead each; under bf16 autocast on a CPU each example's attention is a few bf16 matmuls around
+an fp32 softmax instead, as the rest of the model's matmuls are (``_causal``).
 
 The training forward opts in per call by passing ``example_spans=spans(position_ids)``, which
 transformers hands through to the registered attention function; the engine's packed prefill
@@ -76,12 +77,59 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
         return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, **kwargs)
     dropout = dropout if module.training else 0.0
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    if not (query.device.type == "cpu" and dropout == 0.0 and torch.is_autocast_enabled("cpu")):
+        return _grouped(query, key, value, example_spans, scale, dropout), None
     rows = []
     for b, row_spans in enumerate(example_spans):
         parts = [_causal(query[b, :, s:e], key[b, :, s:e], value[b, :, s:e], scale, dropout) for s, e in row_spans]
         rows.append(torch.cat(parts) if len(parts) > 1 else parts[0])
     out = torch.stack(rows) if len(rows) > 1 else rows[0][None]
     return out.to(value.dtype).contiguous(), None
+
+
+SLACK = 1.25  # a group's longest example is at most this much longer than its shortest (+ 8 tokens)
+
+
+def _grouped(query, key, value, example_spans, scale: float, dropout: float) -> torch.Tensor:
+    """Causal attention per example, examples of similar length in one call: (B, H, T, D) in,
+    (B, T, H, D) out.
+
+    Short examples (support tickets: ~100 tokens, five to a 512-token row) made one attention
+    call each, per layer, forward and backward; the calls' overheads were a good part of a step.
+    Examples are grouped by length instead and each group is one 4-d SDPA call (PyTorch's CPU
+    flash kernel takes only 4-d inputs; 3-d ones fall back to its maths path, 1.4-2x slower
+    forward and backward at 80-500 tokens), the shorter ones padded at the end. Exact: under the
+    causal mask no real query sees a padded key, and the padded queries' outputs are dropped."""
+    cpu = query.device.type == "cpu"
+    spans = [(b, s, e) for b, row in enumerate(example_spans) for s, e in row]
+    groups: list[list[int]] = []
+    for i in sorted(range(len(spans)), key=lambda i: spans[i][2] - spans[i][1]):
+        n = spans[i][2] - spans[i][1]
+        if not groups or n > (spans[groups[-1][0]][2] - spans[groups[-1][0]][1]) * SLACK + 8:
+            groups.append([])
+        groups[-1].append(i)
+    outs: list[torch.Tensor | None] = [None] * len(spans)
+    for group in groups:
+        width = max(spans[i][2] - spans[i][1] for i in group)
+
+        def stacked(t, group=group, width=width):
+            parts = [t[b, :, s:e] for b, s, e in (spans[i] for i in group)]
+            parts = [p if p.shape[1] == width else F.pad(p, (0, 0, 0, width - p.shape[1])) for p in parts]
+            out = torch.stack(parts) if len(parts) > 1 else parts[0][None]
+            return out.float() if cpu else out  # PyTorch's CPU attention: fp32 is faster and finer
+
+        with torch.autocast(query.device.type, enabled=False) if cpu else contextlib.nullcontext():
+            out = F.scaled_dot_product_attention(stacked(query), stacked(key), stacked(value), is_causal=True, scale=scale,
+                                                 dropout_p=dropout, enable_gqa=True)  # (G, H, width, D)
+        for j, i in enumerate(group):
+            outs[i] = out[j, :, : spans[i][2] - spans[i][1]].transpose(0, 1)  # (n, H, D)
+    rows, at = [], 0
+    for row in example_spans:
+        parts = outs[at : at + len(row)]
+        at += len(row)
+        rows.append(torch.cat(parts) if len(parts) > 1 else parts[0])
+    out = torch.stack(rows) if len(rows) > 1 else rows[0][None]
+    return out.to(value.dtype).contiguous()
 
 
 def _causal(q, k, v, scale: float, dropout: float) -> torch.Tensor:
