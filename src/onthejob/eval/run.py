@@ -108,9 +108,10 @@ def evaluate_arms(
 ) -> list[ModelEval]:
     """Several arms of one loaded model (``ojt compare``'s arms that share a model): the model is
     loaded once, the reference loss measured once per distinct model (the run, its base), and
-    every arm's questions are answered in one batch through one engine, a run's adapter switched
-    off per row for ``Ask.base`` arms (PEFT's mixed-adapter batches). Greedy answers are those
-    of each arm alone (tests/eval/test_run.py). ``seconds`` is the group's wall time, shared."""
+    every arm's questions go through one engine call: the base arms' rows (``Ask.base``: the
+    run's adapter off) share batches with each other, the run's arms' rows with each other, rows
+    of similar length together (``Engine.generate_ids``). Greedy answers are those of each arm
+    alone (tests/eval/test_compare.py). ``seconds`` is the group's wall time, shared."""
     from onthejob.models.adapters import load_for_inference
     from onthejob.generate.engine import Engine
     from onthejob.generate.request import BASE

@@ -113,7 +113,10 @@ class Engine:
         # reads the cache of each row at the longest row's width (short rows beside 1,500-token
         # RAG prompts would cost as much as RAG rows).
         rows = batch_size or max(1, len(requests))
-        for group in _similar_lengths(sorted(requests, key=lambda r: -r.prompt_tokens), rows):
+        # the rows of one adapter together: a batch of base rows runs with the adapter off, one of
+        # the adapter's rows as loaded, neither through PEFT's slower per-row split
+        order = sorted(requests, key=lambda r: (str(r.adapter), -r.prompt_tokens))
+        for group in _similar_lengths(order, rows):
             batch = Batch(self, max_rows=rows, refill=False)
             for r in group:
                 batch.add(r)
@@ -210,7 +213,7 @@ class Engine:
         autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast)
         # PEFT LoRA takes one adapter name per row (BASE = none): mixed-adapter batches.
         per_row = {"adapter_names": adapter_names} if adapter_names is not None else {}
-        with autocast, self._skinny():
+        with autocast, self._skinny(), base_only(self.model, per_row):
             out = self.model(
                 input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                 **{self._forward_kwargs["cache"]: cache}, **self._forward_kwargs["extra"], **per_row,
@@ -239,10 +242,12 @@ class Engine:
 
 def _similar_lengths(requests: list[Request], rows: int) -> list[list[Request]]:
     """Longest-first ``requests`` cut into batches of at most ``rows``, a new one also where a
-    prompt is under half as long as its batch's first."""
+    prompt is under half as long as its batch's first or runs with another adapter."""
     groups: list[list[Request]] = []
     for r in requests:
-        if not groups or len(groups[-1]) == rows or r.prompt_tokens * 2 < groups[-1][0].prompt_tokens:
+        first = groups[-1][0] if groups else None
+        if (first is None or len(groups[-1]) == rows or r.prompt_tokens * 2 < first.prompt_tokens
+                or r.adapter != first.adapter):
             groups.append([])
         groups[-1].append(r)
     return groups
@@ -298,6 +303,17 @@ def _eval_mode(model):
         yield
     finally:
         model.train(was_training)
+
+
+def base_only(model, per_row: dict):
+    """With every row on ``BASE``: the adapter switched off for the forward, and ``per_row``
+    emptied (PEFT's per-row split costs a gather and scatter per layer; off, the LoRA layers are
+    skipped). Else nothing."""
+    names = per_row.get("adapter_names")
+    if not names or any(n != BASE for n in names):
+        return contextlib.nullcontext()
+    per_row.clear()
+    return model.disable_adapter()
 
 
 def _forward_kwargs(model) -> dict[str, Any]:

@@ -152,7 +152,9 @@ def _forward(engine, plan: Plan, tokens: list[int], positions: list[int], adapte
     if adapter is not None and hasattr(engine.model, "peft_config") and adapter != engine.model.active_adapter:
         per_row = {"adapter_names": [adapter]}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=engine.autocast)
-    with autocast:
+    from onthejob.generate.engine import base_only
+
+    with autocast, base_only(engine.model, per_row):
         out = engine.model(input_ids=ids, position_ids=pos, use_cache=False, ragged=plan,
                            logits_to_keep=torch.tensor(keep or [len(tokens) - 1], device=device), **per_row)
     return out.logits[0].float()
