@@ -151,10 +151,10 @@ def _forward(engine, plan: Plan, tokens: list[int], positions: list[int], adapte
     per_row = {}
     if adapter is not None and hasattr(engine.model, "peft_config") and adapter != engine.model.active_adapter:
         per_row = {"adapter_names": [adapter]}
+    if engine.adapter_off:  # the batch runs with the adapter switched off: no per-row split
+        per_row = {}
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=engine.autocast)
-    from onthejob.generate.engine import base_only
-
-    with autocast, base_only(engine.model, per_row):
+    with autocast:
         out = engine.model(input_ids=ids, position_ids=pos, use_cache=False, ragged=plan,
                            logits_to_keep=torch.tensor(keep or [len(tokens) - 1], device=device), **per_row)
     return out.logits[0].float()
