@@ -30,6 +30,7 @@ import time
 import torch
 
 from onthejob.generate.cache import DecodeState, mergeable
+from onthejob.generate.prefill import prefilled
 from onthejob.generate.request import Request
 
 
@@ -92,7 +93,7 @@ class Batch:
         the others wait their turn)."""
         if not self.running or not getattr(self.engine, "packed", False):
             return candidates
-        long = [r for r in candidates if len(r.prompt) - _known(r) > self.JOIN_TOKENS]
+        long = [r for r in candidates if len(r.prompt) - prefilled(r) > self.JOIN_TOKENS]
         if long:
             self.engine.warm(long[0], self.JOIN_TOKENS)
         return [r for r in candidates if not any(r is x for x in long)]
@@ -118,7 +119,3 @@ class Batch:
         with torch.inference_mode():
             self._state = self._state.select([i for i, k in enumerate(keep) if k], cut_padding=self.refill)
 
-
-def _known(request: Request) -> int:
-    """Prompt tokens of ``request`` already prefilled ahead."""
-    return sum(piece[0][0].shape[1] for piece in request.kv) if request.kv else 0

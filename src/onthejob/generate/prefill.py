@@ -107,7 +107,7 @@ def warm(engine, request, tokens: int) -> None:
 def _known(engine, request) -> list[KV]:
     """The pieces of ``request``'s prompt already computed: its own (``warm``), else the prefix
     cache's longest match."""
-    if getattr(request, "kv", None):
+    if request.kv:
         return list(request.kv)
     n, past = engine.lookup(request)
     return [past] if n else []
@@ -167,6 +167,11 @@ def _new_piece(plan: Plan, offset: int, n: int) -> KV:
 
 def _length(pieces: list[KV]) -> int:
     return sum(p[0][0].shape[1] for p in pieces)
+
+
+def prefilled(request) -> int:
+    """Prompt tokens of ``request`` already prefilled ahead (``warm``)."""
+    return _length(request.kv) if request.kv else 0
 
 
 def _joined(pieces: list[KV]) -> KV:
