@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     from onthejob.eval import cli as eval_cli
     from onthejob.rag import cli as rag_cli
     from onthejob.serve import cli as serve_cli
+    from onthejob.synth import cli as synth_cli
 
     parser = argparse.ArgumentParser(prog="ojt", description="onthejob: fine-tune language models on your own examples.")
     parser.add_argument("--version", action="version", version=f"onthejob {__version__}")
@@ -286,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan, settings=True)
 
     eval_cli.register(sub)
+    synth_cli.register(eval_cli._subcommands(sub.choices["data"]))
     rag_cli.register(sub)
     serve_cli.register(sub)
     _no_abbreviations(parser)
@@ -310,10 +312,13 @@ def stage_configs() -> list[tuple[str, str, type]]:
     from onthejob.generate.sampling import SamplingParams
     from onthejob.rag.config import IndexConfig, RetrievalConfig
     from onthejob.serve.config import ServeConfig
+    from onthejob.synth.config import AugmentConfig, SynthConfig
     from onthejob.train.config import TrainConfig
 
     answering = "chat, generate, eval and compare"
     return [
+        ("Writing examples from documents", "`ojt data synth --config FILE`", SynthConfig),
+        ("Rewording examples", "`ojt data augment --config FILE`", AugmentConfig),
         ("Training", "`ojt train CONFIG.yaml`, `ojt plan CONFIG.yaml`", TrainConfig),
         ("Sampling", f"the `sampling:` section of {answering} (`--max-new-tokens`, `--temperature`, ...)", SamplingParams),
         ("Retrieval", f"`ojt rag query --config FILE`, and the `rag:` section of {answering} (`--rag NAME`, `--rag-k`, ...)", RetrievalConfig),
