@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from onthejob import config
 from onthejob.config import Section, cross_field, merge, set_dotted  # noqa: F401 - train.config's own API
 from onthejob.models.registry import DEFAULT_MODEL
+from onthejob.synth.config import MAX_PARAPHRASES, TeacherConfig
 
 # Bounds on the sizes a config sets: far above any real run, low enough that a typo (1e11 rows)
 # is an error naming the key rather than a run that exhausts memory or never ends.
@@ -48,6 +49,13 @@ class ReplayConfig(Section):
     max_new_tokens: int = Field(128, ge=1, le=4096, description="longest base-model answer; answers cut at this length are left out")
 
 
+class AugmentSection(Section):
+    paraphrases: int = Field(4, ge=1, le=MAX_PARAPHRASES, description="rewordings of each training question mixed in, each pointing to its original (RUN/augment.jsonl)")
+    answers: bool = Field(False, description="also reword the answers, keeping their key facts verbatim (a rewording that loses one keeps the original answer)")
+    teacher: TeacherConfig | None = Field(None, description="the model that rewords; null (or one without url and model) = the run's own base model, before the adapter is put on")
+    cache: str | None = Field(None, description="the teacher's reply cache (SQLite); null = ONTHEJOB_HOME/synth/cache.sqlite3")
+
+
 class DataConfig(Section):
     train: list[Dataset] = Field(default_factory=list, min_length=1, description="training datasets, mixed by weight")
     eval: str | None = Field(None, description="a separate eval file; null = hold out eval_split of the training data")
@@ -56,6 +64,7 @@ class DataConfig(Section):
     max_seq_len: int = Field(1024, ge=16, le=MAX_SEQ_LEN, description="longest row in tokens; longer examples are cut, shorter ones packed together")
     pack: bool = Field(True, description="pack several examples per row (attention never crosses examples)")
     replay: ReplayConfig | None = Field(None, description="self-distillation against forgetting: mix in the base model's own answers to general prompts, e.g. {n: 100}")
+    augment: AugmentSection | None = Field(None, description="paraphrase augmentation: mix in rewordings of every training question (never of eval data), e.g. {paraphrases: 4}")
 
 
 class LoraSection(Section):

@@ -16,6 +16,7 @@ from onthejob.data.split import split_examples
 from onthejob.data.template import Tokenized, tokenize_example
 from onthejob.errors import DataError
 from onthejob.fsutil import file_hash
+from onthejob.synth.augment import FILE as AUGMENT_FILE
 from onthejob.train.config import Dataset, TrainConfig
 
 
@@ -30,6 +31,7 @@ class RunData:
     supervised_tokens: int = 0
     system_prompt: str | None = None  # set when every training example has this one system prompt
     replayed: list[Example] = field(default_factory=list)  # data.replay's base-model answers, mixed in
+    augmented: list[dict] = field(default_factory=list)  # data.augment's paraphrase records, mixed in (RUN/augment.jsonl)
 
 
 def _checked(ds: Dataset | str, tokenizer, config: TrainConfig) -> list[Example]:
@@ -66,18 +68,27 @@ def _tokenize(examples: list[Example], tokenizer, train_on: str) -> list[Tokeniz
     return [t for t in (tokenize_example(e, tokenizer, train_on=train_on) for e in examples) if t.n_supervised]
 
 
-def prepare(config: TrainConfig, tokenizer, *, replay=None) -> RunData:
+def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> RunData:
     """``replay``: ``fn(system_prompt) -> [Example]``, the base model's answers to mix in
-    (``train/replay.py``), called once the training data's system prompt is known."""
+    (``train/replay.py``), called once the training data's system prompt is known.
+    ``augment``: ``fn(examples) -> [record]``, paraphrase records of one dataset's training
+    examples (``synth/augment.py``), called after the eval split: no eval question is reworded
+    into training. They are mixed by the dataset's weight, like its originals."""
     rng = random.Random(config.seed)
     train: list[Example] = []
     held: list[Example] = []
+    augmented: list[dict] = []
     counts = {}
     for ds in config.data.train:
         examples = _checked(ds, tokenizer, config)
         if config.data.eval_split:
             examples, ds_eval = split_examples(examples, eval_fraction=config.data.eval_split, seed=config.seed)
             held += ds_eval
+        if augment is not None:
+            records = augment(examples)
+            examples = examples + [Example(r["messages"], r.get("tools"), source=AUGMENT_FILE, line=len(augmented) + i)
+                                   for i, r in enumerate(records, 1)]
+            augmented += records
         mixed = _mix(examples, ds.weight, rng)
         counts[ds.path] = len(mixed)
         train += mixed
@@ -103,6 +114,7 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None) -> RunData:
     return RunData(
         system_prompt=system_prompt,
         replayed=replayed,
+        augmented=augmented,
         train_rows=rows,
         eval_rows=eval_rows,
         counts=counts,

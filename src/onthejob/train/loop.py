@@ -22,6 +22,7 @@ import torch
 
 from onthejob.data.pack import collate
 from onthejob.errors import ConfigError, OjtError, RunError
+from onthejob.synth import augment
 from onthejob.train import checkpoint, config as cfg, replay, runfolder
 from onthejob.train.attention import use_packed_attention
 from onthejob.train.bf16 import hand_on_norm_outputs_in_bf16, store_frozen_weights_in_bf16
@@ -191,7 +192,7 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
     run_id, ckpt = _open_run_folder(acc, run_dir, resume=resume is not None, overwrite=overwrite)
     set_seed(config.seed)
     base, tokenizer = load_model(config.model, on_convert=say)
-    data = prepare(config, tokenizer, replay=_replay(config, base, tokenizer, run_dir))  # before any adapter
+    data = prepare(config, tokenizer, replay=_replay(config, base, tokenizer, run_dir), augment=_augment(config, base, tokenizer, run_dir))  # before any adapter
     model = build(base, config)
     bf16 = use_bf16(config, acc.device)
     if bf16 and config.method != "full":  # full fine-tuning saves every weight: none may be rounded
@@ -224,6 +225,8 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
             runfolder.write_start(run_dir, cfg.to_yaml(config), info)
             if data.replayed:
                 replay.save(run_dir, data.replayed)
+            if data.augmented:
+                augment.save(run_dir, data.augmented)
         else:
             runfolder.update_info(run_dir, status="running", error=None, resumed=time.strftime("%Y-%m-%dT%H:%M:%S"))
     autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -237,6 +240,15 @@ def _replay(config: cfg.TrainConfig, base, tokenizer, run_dir: Path):
         return None
     return lambda system: replay.replay_examples(config.data.replay, base, tokenizer, system=system,
                                                  seed=config.seed, run_dir=run_dir, say=say)
+
+
+def _augment(config: cfg.TrainConfig, base, tokenizer, run_dir: Path):
+    """``data.augment``'s paraphrases as ``prepare`` wants them (None without it): reworded by the
+    base before any adapter is put on it (or by data.augment.teacher), or on resume those saved
+    in RUN/augment.jsonl."""
+    if config.data.augment is None:
+        return None
+    return augment.RunAugment(config.data.augment, config.model, base, tokenizer, run_dir=run_dir, say=say)
 
 
 def _open_run_folder(acc, run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[str | None, Path | None]:
