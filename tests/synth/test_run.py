@@ -138,3 +138,17 @@ def test_unreadable_and_empty_documents(tmp_path, monkeypatch, capsys):
 def test_example_flag_must_have_an_arrow(tmp_path, docs, capsys):
     assert main(["data", "synth", str(docs), "--out", str(tmp_path / "t.jsonl"), "--example", "no arrow"]) == 3
     assert "QUESTION => ANSWER" in capsys.readouterr().err
+
+
+def test_a_prompt_that_occurs_twice_is_asked_once(tmp_path):
+    from onthejob.synth.config import TeacherConfig
+    from onthejob.synth.teacher import Cache, ask
+
+    prompts = [[{"role": "user", "content": f"Text: {s}\n"}] for s in ("Leave is 25 days.", "Probation is 6 months.", "Leave is 25 days.")]
+    teacher, cache, seen = FakeTeacher(), Cache(tmp_path / "c.sqlite3"), []
+    replies, cached = ask(teacher, TeacherConfig(), prompts, cache=cache, progress=seen.append)
+    assert teacher.calls == 2 and cached == 0 and sum(seen) == 3
+    assert replies[0] == replies[2] != replies[1]
+    again = FakeTeacher()
+    assert ask(again, TeacherConfig(), prompts, cache=cache) == (replies, 3) and again.calls == 0
+    cache.close()

@@ -52,7 +52,7 @@ from onthejob.errors import DataError
 from onthejob.eval.facts import match_fact
 from onthejob.synth.config import AugmentConfig, TeacherConfig
 from onthejob.synth.facts import key_facts
-from onthejob.synth.prompts import _norm
+from onthejob.synth.prompts import norm as _norm
 from onthejob.synth.teacher import Cache, LocalTeacher, Teacher, ask, open_teacher
 
 FILE = "augment.jsonl"  # in a run folder: the paraphrases data.augment mixed in
@@ -158,9 +158,8 @@ def _added(text: str, original: str) -> bool:
     return any(not match_fact(original, f).matched for f in key_facts(text))
 
 
-def question_drop(text: str, original: str, kept: set[str]) -> str | None:
-    """Why the rewording ``text`` of the question ``original`` is dropped, or None to keep it;
-    ``kept``: the normalised rewordings of it kept so far."""
+def _not_a_rewording(text: str, original: str) -> str | None:
+    """The checks a reworded question and a reworded answer share, in order."""
     norm = _norm(text)
     if not norm:
         return "empty"
@@ -168,7 +167,15 @@ def question_drop(text: str, original: str, kept: set[str]) -> str | None:
         return "copied the example"
     if norm == _norm(original):
         return "same as original"
-    if norm in kept:
+    return None
+
+
+def question_drop(text: str, original: str, kept: set[str]) -> str | None:
+    """Why the rewording ``text`` of the question ``original`` is dropped, or None to keep it;
+    ``kept``: the normalised rewordings of it kept so far."""
+    if why := _not_a_rewording(text, original):
+        return why
+    if _norm(text) in kept:
         return "duplicate"
     if len(text) > MAX_GROWTH * len(original):
         return "too long"
@@ -185,13 +192,8 @@ def question_drop(text: str, original: str, kept: set[str]) -> str | None:
 def answer_drop(text: str, original: str, facts: list) -> str | None:
     """Why the rewording ``text`` of the answer ``original`` is not used (the original answer is
     kept instead), or None; ``facts``: the record's own facts, which must still be found."""
-    norm = _norm(text)
-    if not norm:
-        return "empty"
-    if _copied(text, original):
-        return "copied the example"
-    if norm == _norm(original):
-        return "same as original"
+    if why := _not_a_rewording(text, original):
+        return why
     if len(text) > MAX_GROWTH * len(original):
         return "too long"
     if original.rstrip().endswith((".", "!", "?")) and not text.endswith((".", "!", "?")):
@@ -210,6 +212,7 @@ class Stats:
     dropped: Counter = field(default_factory=Counter)  # rewordings of questions left out, by reason
     answer_kept: Counter = field(default_factory=Counter)  # paraphrases that kept the original answer, by why
     answers_reworded: int = 0
+    cached: int = 0  # prompts answered from the reply cache
 
 
 @dataclass
@@ -265,7 +268,8 @@ def paraphrase_examples(examples: list[Example], *, paraphrases: int, answers: b
     ``source``), kept on it and its rewordings; ``stats`` is filled with what was dropped."""
     stats = stats if stats is not None else Stats()
     jobs = _jobs(examples, paraphrases, answers)
-    replies = [clean(r) for r in ask(teacher, teacher_config, jobs.prompts, cache=cache, progress=progress)]
+    raw, stats.cached = ask(teacher, teacher_config, jobs.prompts, cache=cache, progress=progress)
+    replies = [clean(r) for r in raw]
     out: list[dict] = []
     for i, ex in enumerate(examples):
         extra = (keys or {}).get(ex.where, {})  # an original that is itself a paraphrase keeps saying so
@@ -359,7 +363,6 @@ def run(config: AugmentConfig) -> str:
     bar = _progress(len(prompts), "augment")
     stats = Stats()
     try:
-        cached = len(cache.get([Cache.key(teacher, p, config.teacher) for p in prompts]))
         records = paraphrase_examples(examples, paraphrases=config.paraphrases, answers=config.answers, teacher=teacher,
                                       teacher_config=config.teacher, cache=cache, progress=bar.update, keys=keys, stats=stats)
     finally:
@@ -368,7 +371,7 @@ def run(config: AugmentConfig) -> str:
     write_jsonl(config.out, records)
     made = sum("paraphrase_of" in r for r in records)
     return (f"wrote {len(examples)} originals + {made} paraphrases to {config.out} ({summary(stats)}); "
-            f"{len(prompts)} prompts ({cached} from the cache) in {time.monotonic() - started:.0f} s")
+            f"{len(prompts)} prompts ({stats.cached} from the cache) in {time.monotonic() - started:.0f} s")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -115,8 +115,8 @@ def check(reply: str, *, focus: str, passage: str, examples: list[tuple[str, str
             pair.answer, pair.facts, pair.reason, pair.answer_from = focus, facts, None, "document"
             return pair
     if pair.reason is None:
-        copies = {_norm(q)} | {_norm(x) for pair_ in (examples or [s[1:] for s in SHOTS]) for x in pair_}
-        if _norm(a) in copies:
+        copies = {norm(q)} | {norm(x) for pair_ in (examples or [s[1:] for s in SHOTS]) for x in pair_}
+        if norm(a) in copies:
             pair.reason, pair.facts = "copied", []
     return pair
 
@@ -156,5 +156,6 @@ def _found(text: str, fact: str) -> bool:
     return m.matched is not None  # a negated mention does not match (eval.facts)
 
 
-def _norm(text: str) -> str:
+def norm(text: str) -> str:
+    """Casefolded words without punctuation: what "the same question" means to the checks."""
     return " ".join(re.sub(r"[^\w\s]", " ", text.casefold()).split())

@@ -76,7 +76,8 @@ def run(config: SynthConfig) -> str:
     started = time.monotonic()
     report = Report()
     passages = _passages(config, report)
-    tasks = [Task(p, f, P.prompt(f, p.heading, config.style, _shots(config)))
+    shots = _shots(config)
+    tasks = [Task(p, f, P.prompt(f, p.heading, config.style, shots))
              for p in passages for f in focus_sentences(p, config.per_passage)]
     if not tasks:
         raise DataError(f"{', '.join(config.paths)}: no passage holds a sentence to ask about",
@@ -118,10 +119,7 @@ def _replies(config: SynthConfig, tasks: list[Task], report: Report) -> list[str
     cache = Cache(config.cache)
     bar = tqdm(total=len(tasks), desc="synth", unit="q", file=sys.stderr, dynamic_ncols=True, disable=None)
     try:
-        keys = [Cache.key(teacher, t.messages, config.teacher) for t in tasks]
-        known = cache.get(keys)
-        report.cached = sum(k in known for k in keys)
-        replies = ask(teacher, config.teacher, [t.messages for t in tasks], cache=cache, progress=bar.update)
+        replies, report.cached = ask(teacher, config.teacher, [t.messages for t in tasks], cache=cache, progress=bar.update)
     finally:
         bar.close()
         cache.close()
@@ -137,7 +135,7 @@ def _examples(config: SynthConfig, tasks: list[Task], replies: list[str], report
         if pair.reason:
             report.drops[pair.reason] += 1
             continue
-        words = set(P._norm(pair.question).split())
+        words = set(P.norm(pair.question).split())
         if any(len(words & s) / len(words | s) >= config.near_duplicate for s in seen):
             report.drops["near-duplicate"] += 1
             continue

@@ -3,7 +3,7 @@ behind one cache that makes a rerun free and a killed run resumable.
 
     from onthejob.synth.teacher import open_teacher, ask
     teacher = open_teacher(config.teacher)             # TeacherConfig: model, url, key_env, ...
-    replies = ask(teacher, prompts, cache=Cache(path))  # one text per prompt (a list of messages)
+    replies, cached = ask(teacher, config.teacher, prompts, cache=Cache(path))  # a text per prompt (messages)
 
 - ``LocalTeacher``: a model name ``ojt`` knows (the embedded default by default), a local model
   folder or a run, answered by onthejob's own engine in batches (``generate/``).
@@ -224,22 +224,29 @@ class Cache:
 
 
 def ask(teacher: Teacher, config: TeacherConfig, prompts: Sequence[list[dict]], *, cache: Cache,
-        progress: Callable[[int], None] | None = None) -> list[str]:
-    """One reply per prompt, from the cache where it holds one, else from the teacher (and then
-    cached). ``progress(n)``: n more replies are ready."""
+        progress: Callable[[int], None] | None = None) -> tuple[list[str], int]:
+    """One reply per prompt, and how many of them the cache held. The teacher is asked only for
+    what the cache lacks, each distinct prompt once (a sentence that occurs twice in the documents
+    is one question); its replies are cached as they come. ``progress(n)``: n more replies ready."""
     keys = [Cache.key(teacher, p, config) for p in prompts]
     known = cache.get(keys)
     replies: list[str | None] = [known.get(k) for k in keys]
-    if progress and known:
-        progress(sum(r is not None for r in replies))
-    missing = [i for i, r in enumerate(replies) if r is None]
-    if missing:
-        def done(j: int, text: str) -> None:
-            i = missing[j]
-            replies[i] = text
-            cache.put(keys[i], teacher, text)
-            if progress:
-                progress(1)
+    cached = sum(r is not None for r in replies)
+    if progress and cached:
+        progress(cached)
+    waiting: dict[str, list[int]] = {}  # key -> the prompts it answers
+    for i, r in enumerate(replies):
+        if r is None:
+            waiting.setdefault(keys[i], []).append(i)
+    if waiting:
+        order = list(waiting)
 
-        teacher.complete([prompts[i] for i in missing], done)
-    return [r or "" for r in replies]
+        def done(j: int, text: str) -> None:
+            cache.put(order[j], teacher, text)
+            for i in waiting[order[j]]:
+                replies[i] = text
+            if progress:
+                progress(len(waiting[order[j]]))
+
+        teacher.complete([prompts[waiting[k][0]] for k in order], done)
+    return [r or "" for r in replies], cached
