@@ -99,7 +99,8 @@ def _passages(config: SynthConfig, report: Report) -> list[Passage]:
     def on_file(path, n):
         report.files += 1
         if n == 0:
-            say(f"warning: {path} has no text (a scanned PDF needs OCR first); skipped")
+            hint = " (a scanned PDF needs OCR first)" if path.suffix.lower() == ".pdf" else ""
+            say(f"warning: {path} has no text{hint}; skipped")
 
     passages = read_passages(config.paths, on_file=on_file)
     if report.files == 0:
