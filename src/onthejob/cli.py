@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     from onthejob.eval import cli as eval_cli
     from onthejob.rag import cli as rag_cli
     from onthejob.serve import cli as serve_cli
+    from onthejob.export import cli as export_cli
     from onthejob.synth import cli as synth_cli
 
     parser = argparse.ArgumentParser(prog="ojt", description="onthejob: fine-tune language models on your own examples.")
@@ -290,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth_cli.register(eval_cli._subcommands(sub.choices["data"]))
     rag_cli.register(sub)
     serve_cli.register(sub)
+    export_cli.register(sub)
     _no_abbreviations(parser)
     return parser
 
@@ -311,6 +313,7 @@ def stage_configs() -> list[tuple[str, str, type]]:
     from onthejob.generate.config import ChatConfig, GenerateConfig
     from onthejob.generate.sampling import SamplingParams
     from onthejob.rag.config import IndexConfig, RetrievalConfig
+    from onthejob.export.config import ExportConfig
     from onthejob.serve.config import ServeConfig
     from onthejob.synth.config import AugmentConfig, SynthConfig
     from onthejob.train.config import TrainConfig
@@ -328,6 +331,7 @@ def stage_configs() -> list[tuple[str, str, type]]:
         ("Evaluation", "`ojt eval --config FILE`", EvalConfig),
         ("Comparing prompting, RAG and fine-tuning", "`ojt compare CONFIG.yaml`", CompareConfig),
         ("Serving", "`ojt serve CONFIG.yaml`", ServeConfig),
+        ("Exporting", "`ojt export RUN --config FILE`", ExportConfig),
     ]
 
 

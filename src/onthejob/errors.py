@@ -5,7 +5,8 @@ with ``error.exit_code``; the traceback only appears with ``--debug``. Messages 
 where (file:line or config key) and how to fix it.
 
 Exit codes: 1 any other user error, 2 a command line argparse cannot read, 3 config, 4 model,
-5 run folder, 6 RAG collection or store, 7 data, 70 an internal error (a bug), 130 Ctrl-C.
+5 run folder, 6 RAG collection or store, 7 data, 8 an exported model that
+fails its parity check, 70 an internal error (a bug), 130 Ctrl-C.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class RunError(OjtError):
     """A run folder is missing, incomplete or inconsistent."""
 
     exit_code = 5
+
+
+class ParityError(OjtError):
+    """An exported model answers worse than the run it came from; the message holds the table."""
+
+    exit_code = 8
 
 
 class RagError(OjtError):

@@ -37,14 +37,27 @@ def merge(run_or_adapter: str | Path, out_dir: str | Path) -> Path:
         with atomic_dir(out) as tmp:
             shutil.copytree(found.model, tmp, dirs_exist_ok=True)
         return out
-    model, tokenizer = _merged(run_or_adapter, _config_dtype(found.model))
+    model, tokenizer = merged_model(run_or_adapter, stored_dtype(found.model))
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)  # safetensors, the transformers default
-        tokenizer.save_pretrained(tmp)  # writes the chat template as well
+        save_merged(model, tokenizer, tmp)
     return out
 
 
-def _merged(name: str | Path, stored: str | None):
+def save_merged(model, tokenizer, folder: Path, *, shard_size: str = "2GB") -> None:
+    """Save a merged model so that any runtime stops where the run stops: safetensors shards, the
+    tokenizer with the run's chat template, and a generation config whose EOS ids are the
+    template's end-of-turn tokens (plain ``generate`` and vLLM read them from there)."""
+    from onthejob.data.template import end_of_turn_ids
+
+    stops = list(dict.fromkeys([*end_of_turn_ids(tokenizer), tokenizer.eos_token_id]))
+    model.generation_config.eos_token_id = [i for i in stops if i is not None]
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(folder, max_shard_size=shard_size)  # safetensors, the transformers default
+    tokenizer.save_pretrained(folder)  # writes the chat template as well
+
+
+def merged_model(name: str | Path, stored: str | None = None):
+    """(model, tokenizer) of ``name`` with its adapter folded in, in float32 or ``stored`` dtype."""
     import torch
 
     from onthejob.models.adapters import load_for_inference
@@ -58,7 +71,7 @@ def _merged(name: str | Path, stored: str | None):
     return model, loaded.tokenizer
 
 
-def _config_dtype(where: str) -> str | None:
+def stored_dtype(where: str) -> str | None:
     """The dtype the base's config.json records (the model is loaded as float32 to merge)."""
     path = Path(where) / "config.json"
     if not path.is_file():

@@ -1,0 +1,131 @@
+"""A GGUF file run by the real llama.cpp runtime (the ``llama-cpp-python`` binding), answering
+through the same ``generate`` call as ``Engine`` so eval, compare and the export's parity check
+can put what a user deploys next to the run.
+
+    from onthejob.generate.llamacpp import LlamaCpp
+    llm = LlamaCpp("export/hr.q8_0.gguf")
+    [c] = llm.generate([[{"role": "user", "content": "Hi"}]], SamplingParams(max_new_tokens=64))
+
+Prompts are rendered by llama-cpp-python's own Jinja formatter (the one its chat API uses) from
+the chat template embedded in the file (``tokenizer.chat_template``), tokenized and decoded by
+llama.cpp: nothing of onthejob's engine or tokenizer is in the path, which is the point. Decoding
+goes token by token through the binding's ``generate`` so the answer's token ids come back (the
+parity check compares them); it stops at llama.cpp's end-of-generation tokens, as its chat API
+does. One conversation at a time (the binding holds one sequence); llama.cpp's default repeat
+penalty is off, so greedy means the most likely token, as in ``Engine``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from onthejob.errors import ModelError
+from onthejob.generate.request import Completion
+from onthejob.generate.sampling import SamplingParams
+
+INSTALL = "pip install 'onthejob[export]' (it compiles llama.cpp: about 5 minutes on 2 cores)"
+
+
+def is_gguf(name: str | Path) -> bool:
+    """Whether ``name`` is a GGUF file (by its magic bytes, not only its suffix)."""
+    path = Path(str(name)).expanduser()
+    if not path.is_file():
+        return False
+    with open(path, "rb") as f:
+        return f.read(4) == b"GGUF"
+
+
+class LlamaCpp:
+    """One GGUF model in llama.cpp. ``context``: tokens of prompt plus answer it holds."""
+
+    def __init__(self, path: str | Path, *, context: int = 4096, threads: int | None = None):
+        try:
+            from llama_cpp import Llama
+        except ImportError as e:
+            raise ModelError(f"running {path} with llama.cpp needs llama-cpp-python ({e})", fix=INSTALL) from e
+        if not is_gguf(path):
+            raise ModelError(f"{path} is not a GGUF file", fix="name a .gguf file written by ojt export or llama.cpp")
+        self.path = Path(path)
+        threads = threads or max(1, len(os.sched_getaffinity(0)))
+        try:
+            self.llm = Llama(model_path=str(path), n_ctx=context, n_threads=threads, n_threads_batch=threads,
+                             n_batch=512, seed=0, verbose=False)
+        except (ValueError, RuntimeError) as e:
+            raise ModelError(f"llama.cpp cannot load {path}: {e}") from e
+        self.context = context
+        self._formatter = None
+        self.metadata: dict[str, str] = dict(self.llm.metadata)
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.metadata.get("tokenizer.chat_template")
+
+    def tokenize(self, text: str) -> list[int]:
+        """llama.cpp's ids for ``text`` with special tokens parsed and nothing added."""
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True))
+
+    def render(self, messages: list[dict[str, Any]]) -> str:
+        """The prompt for ``messages``, rendered by the binding's Jinja formatter from the file's template."""
+        if self._formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            if not self.chat_template:
+                raise ModelError(f"{self.path} holds no chat template (tokenizer.chat_template)",
+                                 fix="export the run again with ojt export, which embeds it")
+            text = self.llm._model.token_get_text
+            bos, eos = self.llm.token_bos(), self.llm.token_eos()
+            self._formatter = Jinja2ChatFormatter(template=self.chat_template, bos_token=text(bos) if bos >= 0 else "",
+                                                  eos_token=text(eos) if eos >= 0 else "")
+        return self._formatter(messages=messages).prompt
+
+    def answer(self, messages: list[dict[str, Any]], params: SamplingParams) -> Completion:
+        """One answer, decoded token by token until an end-of-generation token, a stop string or
+        ``max_new_tokens`` (which counts the end token, as in ``Engine``)."""
+        import llama_cpp
+
+        started = time.perf_counter()
+        prompt = self.tokenize(self.render(messages))
+        if len(prompt) + params.max_new_tokens > self.context:
+            raise ModelError(f"a prompt of {len(prompt)} tokens plus {params.max_new_tokens} new ones exceeds "
+                             f"llama.cpp's context of {self.context}", fix="raise --context or ask for fewer new tokens")
+        self.llm.set_seed(params.seed if params.seed is not None else 0)
+        greedy = params.temperature == 0
+        ids: list[int] = []
+        finish, generated, cut_text = "length", 0, None
+        for token in self.llm.generate(prompt, temp=params.temperature, top_p=params.top_p, top_k=1 if greedy else 0,
+                                       min_p=0.0, repeat_penalty=1.0, reset=True):
+            generated += 1
+            if llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token) and not params.ignore_eos:
+                finish = "stop"
+                break
+            ids.append(token)
+            if params.stop:
+                so_far = self.detokenize(ids)
+                cut = min((so_far.find(s) for s in params.stop if s in so_far), default=-1)
+                if cut >= 0:
+                    cut_text, finish = so_far[:cut], "stop"
+                    break
+            if generated >= params.max_new_tokens:
+                break
+        text = cut_text if cut_text is not None else self.detokenize(ids)
+        return Completion(text=text, token_ids=ids, finish_reason=finish, prompt_tokens=len(prompt),
+                          completion_tokens=generated, seconds=time.perf_counter() - started)
+
+    def detokenize(self, ids: list[int]) -> str:
+        # As the engine's Detokenizer: special tokens left out, broken UTF-8 shown as U+FFFD.
+        return self.llm.detokenize(ids, special=False).decode("utf-8", errors="replace")
+
+    def generate(self, conversations: Sequence[list[dict[str, Any]]], params: SamplingParams | None = None, *,
+                 progress: Callable[[int], None] | None = None, **_: Any) -> list[Completion]:
+        """Answers in order, one conversation at a time (``Engine.generate``'s call)."""
+        params = params or SamplingParams()
+        out = []
+        for conversation in conversations:
+            out.append(self.answer(list(conversation), params))
+            if progress:
+                progress(1)
+        return out
