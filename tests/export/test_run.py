@@ -132,3 +132,64 @@ def test_an_unsupported_architecture_is_refused_before_any_weights_are_read(tmp_
     code, err = bad(["export", str(run), "--out", str(tmp_path / "out"), "--no-check"], capsys)
     assert code == 4 and "cannot export a 'gpt2' model to GGUF: supported are" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_eval_and_compare_answer_with_the_exported_gguf_in_llama_cpp(run, tmp_path):
+    from onthejob.eval.data import read_eval
+    from onthejob.eval.run import evaluate
+    from onthejob.generate.sampling import SamplingParams
+
+    out = export(ExportConfig(run=str(run), quant="f16", out=str(tmp_path / "gguf"), check=False), say=lambda _: None)
+    gguf = out / "run.f16.gguf"
+    items = read_eval(run.parent / "eval.jsonl")
+    params = SamplingParams(max_new_tokens=12)
+    exported = evaluate(gguf, items, params=params, progress=False)
+    trained = evaluate(run, items, params=params, progress=False, with_loss=False)
+    assert [r["answer"] for r in exported.per_example] == [r["answer"] for r in trained.per_example]
+    assert exported.loss is None and "llama.cpp" in exported.description
+    assert exported.name == str(gguf)
+
+    code = main(["eval", str(gguf), "--data", str(run.parent / "eval.jsonl"), "--max-new-tokens", "8",
+                 "--general", "none", "--out", str(tmp_path / "report")])
+    assert code == 0
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert len(report["models"]) == 2  # the base (from export.json) against the GGUF
+
+
+def test_serve_answers_with_the_exported_gguf_like_the_run(run, tmp_path):
+    import openai
+
+    from onthejob.serve.config import ServeConfig
+    from onthejob.serve.server import create_app
+    from tests.serve.server_helpers import ServerThread
+
+    out = export(ExportConfig(run=str(run), quant="f16", out=str(tmp_path / "gguf"), check=False), say=lambda _: None)
+    gguf = out / "run.f16.gguf"
+    from onthejob.eval.data import read_eval
+    from onthejob.eval.run import evaluate
+    from onthejob.generate.sampling import SamplingParams
+
+    items = read_eval(run.parent / "eval.jsonl")
+    expected = [r["answer"] for r in evaluate(run, items, params=SamplingParams(max_new_tokens=10), progress=False,
+                                              with_loss=False).per_example]
+    server = ServerThread(create_app(ServeConfig(model=str(gguf), api_key="k", max_tokens=32)))
+    server.wait_ready()
+    try:
+        client = openai.OpenAI(base_url=server.url, api_key="k", max_retries=0)
+        assert [m.id for m in client.models.list().data][0] == "run.f16"
+        for item, answer in zip(items, expected):
+            reply = client.chat.completions.create(model="run.f16", messages=item.messages, temperature=0, max_tokens=10)
+            assert reply.choices[0].message.content == answer
+        chunks = client.chat.completions.create(model="run.f16", messages=items[0].messages, temperature=0,
+                                                max_tokens=10, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected[0]
+    finally:
+        server.stop()
+
+
+def test_a_fully_fine_tuned_run_exports_too(tmp_path):
+    full = make_run(tmp_path, tmp_path / "unused", method="full")
+    out = export(ExportConfig(run=str(full), quant="f16", out=str(tmp_path / "gguf"), check=False), say=lambda _: None)
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["method"] == "full" and manifest["adapter_sha256"] is None
+    assert (out / "run.f16.gguf").stat().st_size > 0

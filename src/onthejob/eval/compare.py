@@ -77,11 +77,13 @@ def compare(config: CompareConfig, *, retriever=None) -> CompareResult:
 
 
 def evaluate_model(config: EvalConfig, *, retriever=None) -> CompareResult:
-    """``ojt eval``: the tuned model, and its base beside it when it is a run (or asked for)."""
+    """``ojt eval``: the tuned model, and its base beside it when it is a run or an exported GGUF
+    whose export.json names its base (or when asked for)."""
     from onthejob.models.adapters import locate
 
     found = locate(config.model)
-    with_base = config.vs_base or config.base is not None or found.run is not None
+    exported = found.method == "gguf" and found.base_name != str(config.model)
+    with_base = config.vs_base or config.base is not None or found.run is not None or exported
     rag = bool(config.rag.collection) or retriever is not None
     arms = ([Arm("base", "base", config.base or found.base_name, rag)] if with_base else [])
     arms.append(Arm("tuned", "tuned", str(config.model), rag))

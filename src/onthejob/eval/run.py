@@ -114,13 +114,16 @@ def evaluate_arms(
     alone (tests/eval/test_compare.py). ``seconds`` is the group's wall time, shared."""
     from onthejob.models.adapters import load_for_inference
     from onthejob.generate.engine import Engine
+    from onthejob.generate.llamacpp import LlamaCpp, is_gguf, load_gguf
     from onthejob.generate.request import BASE
     from onthejob.generate.sampling import SamplingParams
 
     start = time.perf_counter()
     params = params or SamplingParams(max_new_tokens=128, seed=seed)
-    loaded = load_for_inference(name, device=device)
-    adapter = _active_adapter(loaded.model)
+    gguf = is_gguf(name)  # an exported file: llama.cpp answers, and there is no loss to measure
+    loaded = load_gguf(name) if gguf else load_for_inference(name, device=device)
+    with_loss = with_loss and not gguf
+    adapter = None if gguf else _active_adapter(loaded.model)
     if any(a.base for a in asks) and adapter is None:
         raise ValueError(f"{name} has no adapter to switch off for a base arm")
     prompts = {ask.base: None if ask.base else loaded.system_prompt for ask in asks}  # the run's prompt, not the base's
@@ -132,7 +135,7 @@ def evaluate_arms(
                 losses[base] = reference_loss(loaded.model, loaded.tokenizer, convs[base], items, batch_size=batch_size)
         else:
             losses[base] = None
-    engine = Engine(loaded.model, loaded.tokenizer)
+    engine = loaded.model if isinstance(loaded.model, LlamaCpp) else Engine(loaded.model, loaded.tokenizer)
     asked = [[ask.shots.demonstrate(c) for c in convs[ask.base]] if ask.shots is not None else convs[ask.base] for ask in asks]
     # one adapter per row when base rows share the batch with the run's rows; else the model as loaded
     mixed = any(a.base for a in asks) and not all(a.base for a in asks)

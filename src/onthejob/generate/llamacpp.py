@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,28 @@ def is_gguf(name: str | Path) -> bool:
         return False
     with open(path, "rb") as f:
         return f.read(4) == b"GGUF"
+
+
+def exported_from(path: str | Path) -> dict[str, Any]:
+    """What ``ojt export`` recorded beside a GGUF (export.json: base, system prompt, ...), or {}."""
+    import json
+
+    manifest = Path(str(path)).expanduser().parent / "export.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return data if isinstance(files, dict) and Path(str(path)).name in files else {}
+
+
+def load_gguf(path: str | Path, *, context: int = 4096):
+    """A ``Loaded`` (models/adapters.py) whose model is the GGUF in llama.cpp and has no tokenizer."""
+    from onthejob.models.adapters import Loaded
+
+    made = exported_from(path)
+    return Loaded(LlamaCpp(path, context=context), None, str(made.get("base") or path), None,
+                  f"{path} (GGUF in llama.cpp)", made.get("system_prompt"))
 
 
 class LlamaCpp:
@@ -129,3 +151,89 @@ class LlamaCpp:
             if progress:
                 progress(1)
         return out
+
+
+class LlamaCppEngine:
+    """A GGUF behind the engine's request/batch API, so ``ojt serve --model FILE.gguf`` serves it
+    through the same scheduler, HTTP surface and ``Request`` (stop strings, streaming text) as
+    any model. The tokenizer is transformers' reading of the file's own vocabulary and chat
+    template; llama.cpp decodes. One row runs at a time (``LlamaCppBatch``)."""
+
+    packed = False
+
+    def __init__(self, path: str | Path, *, context: int = 4096, threads: int | None = None):
+        import llama_cpp
+        from transformers import AutoTokenizer
+
+        self.cpp = LlamaCpp(path, context=context, threads=threads)
+        path = Path(path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"cannot read the tokenizer in {path}: {e}") from e
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        vocab = self.cpp.llm._model.vocab
+        self.stop_ids = {i for i in range(self.cpp.llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, i)}
+        self.model = _Described(context)
+
+    def request(self, prompt: list[int], params: SamplingParams, *, tokenizer=None, adapter: str | None = None):
+        from onthejob.generate.request import Request
+
+        return Request(prompt, params, tokenizer=tokenizer or self.tokenizer, stop_ids=self.stop_ids, adapter=adapter)
+
+    def new_batch(self, max_rows: int) -> LlamaCppBatch:
+        return LlamaCppBatch(self)
+
+    def tokens(self, prompt: list[int], params: SamplingParams) -> Iterator[int]:
+        """llama.cpp's next tokens after ``prompt`` under ``params`` (no repeat penalty)."""
+        self.cpp.llm.set_seed(params.seed if params.seed is not None else 0)
+        greedy = params.temperature == 0
+        return self.cpp.llm.generate(prompt, temp=params.temperature, top_p=params.top_p, top_k=1 if greedy else 0,
+                                     min_p=0.0, repeat_penalty=1.0, reset=True)
+
+
+class LlamaCppBatch:
+    """The server's ``Batch`` for llama.cpp: rows run one at a time in arrival order (the binding
+    holds one sequence); the rest wait. ``step`` advances the running row by one token."""
+
+    def __init__(self, engine: LlamaCppEngine):
+        self.engine = engine
+        self.running: list = []
+        self.waiting: list = []
+        self._tokens: Iterator[int] | None = None
+
+    def add(self, request):
+        self.waiting.append(request)
+        return request
+
+    def prune(self) -> None:
+        self.waiting = [r for r in self.waiting if not r.cancelled]
+        if self.running and self.running[0].cancelled:
+            self._close()
+
+    def step(self) -> list:
+        self.prune()
+        if not self.running and self.waiting:
+            row = self.waiting.pop(0)
+            row.started = time.perf_counter()
+            self.running, self._tokens = [row], self.engine.tokens(row.prompt, row.params)
+        if not self.running:
+            return []
+        row = self.running[0]
+        row.add(next(self._tokens))
+        if row.finish is not None:
+            self._close()
+        return [row]
+
+    def _close(self) -> None:
+        if self._tokens is not None:
+            self._tokens.close()
+        self.running, self._tokens = [], None
+
+
+class _Described:
+    """What the scheduler reads off a model: its context length."""
+
+    def __init__(self, context: int):
+        self.config = type("Config", (), {"max_position_embeddings": context})()

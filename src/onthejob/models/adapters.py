@@ -10,7 +10,9 @@ What a name can be, checked in this order:
     model from the adapter's ``base_model_name_or_path``, or when that folder is gone (a run
     copied to another machine) from the enclosing run's ``run.json``; the adapter goes on top
     (``peft.PeftModel``, unmerged; ``merge.py`` folds it in);
-  * a full model folder (holds ``config.json``), a known model name or a hub id: loaded as is.
+  * a full model folder (holds ``config.json``), a known model name or a hub id: loaded as is;
+  * a GGUF file (``ojt export``): run by llama.cpp, not loaded here (``generate/llamacpp.py``);
+    ``locate`` names its base and system prompt from the ``export.json`` beside it.
 
 The tokenizer, and so the chat template, comes from the adapter or run folder when it holds one
 (the template the model was trained with), else from the base model.
@@ -62,6 +64,11 @@ def locate(name: str | Path) -> Located:
         return _locate_run(path.parent)  # RUN/final named directly
     if (path / "adapter_config.json").is_file():
         return _locate_adapter(path, run=None)
+    from onthejob.generate.llamacpp import exported_from, is_gguf
+
+    if is_gguf(path):
+        base = exported_from(path).get("base") or str(path)
+        return Located(str(path), None, str(path), str(base), None, "gguf")
     where = resolve(name)
     return Located(where, None, where, str(name), None, "base")
 

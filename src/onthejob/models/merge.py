@@ -63,7 +63,9 @@ def merged_model(name: str | Path, stored: str | None = None):
     from onthejob.models.adapters import load_for_inference
 
     loaded = load_for_inference(name, dtype=torch.float32)
-    model = loaded.model.merge_and_unload()  # a plain transformers model, adapter folded in
+    model = loaded.model
+    if hasattr(model, "merge_and_unload"):  # a fully fine-tuned run is a plain model already
+        model = model.merge_and_unload()  # a plain transformers model, adapter folded in
     dtype = getattr(torch, stored, None) if stored else None
     if isinstance(dtype, torch.dtype) and dtype != torch.float32:
         model.to(dtype)

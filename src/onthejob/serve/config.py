@@ -20,7 +20,7 @@ from onthejob.models.registry import DEFAULT_MODEL
 class ServeConfig(Section):
     """What one server serves and accepts."""
 
-    model: str = Field(DEFAULT_MODEL, description="the base model every adapter sits on: a known name, a model folder or a hub id")
+    model: str = Field(DEFAULT_MODEL, description="the base model every adapter sits on: a known name, a model folder or a hub id; or a GGUF file (ojt export), served by llama.cpp without adapters")
     adapters: dict[str, str] = Field(default_factory=dict, description="served name -> a trained run (or adapter folder) on the base model")
     rag: dict[str, str] = Field(default_factory=dict, description="served name -> a RAG collection its answers are retrieved from")
     adapter_dirs: list[Path] = Field(default_factory=lambda: [Path("runs")], description="folders that POST /admin/adapters may load adapters from")

@@ -82,7 +82,9 @@ class Scheduler:
         self.base_path = base_path
         self.models: dict[str, Model] = {base_name: Model(base_name, "base", engine.tokenizer, source=base_path)}
         self.loading: set[str] = set()
-        self.batch = Batch(engine, max_rows=self.config.max_batch)
+        # a GGUF in llama.cpp brings its own batch (generate/llamacpp.py); every other model, ours
+        new_batch = getattr(engine, "new_batch", None)
+        self.batch = new_batch(self.config.max_batch) if new_batch else Batch(engine, max_rows=self.config.max_batch)
         self.context = getattr(engine.model.config, "max_position_embeddings", None) or 2048
         self._jobs: dict[int, Job] = {}  # id(request) -> job
         self._inbox: list[Request] = []
@@ -98,7 +100,18 @@ class Scheduler:
         from onthejob.errors import ConfigError
         from onthejob.models.adapters import load_for_inference, locate
 
+        from onthejob.generate.llamacpp import LlamaCppEngine, is_gguf
+
         base = config.model
+        if is_gguf(base):
+            if config.adapters:
+                raise ConfigError(f"--model {base} is an exported GGUF: its adapter is merged in, so it serves no --adapter",
+                                  fix="serve the GGUF alone, or serve its base model with the adapters")
+            scheduler = cls(LlamaCppEngine(base), Path(base).stem, str(base), config=config)
+            for rag_name, collection in config.rag.items():
+                scheduler.add_rag(rag_name, collection)
+            scheduler.start()
+            return scheduler
         found = locate(base)
         if found.adapter is not None:
             raise ConfigError(
