@@ -114,7 +114,8 @@ def evaluate_arms(
     alone (tests/eval/test_compare.py). ``seconds`` is the group's wall time, shared."""
     from onthejob.models.adapters import load_for_inference
     from onthejob.generate.engine import Engine
-    from onthejob.generate.llamacpp import LlamaCpp, is_gguf, load_gguf
+    from onthejob.generate.llamacpp import LlamaCpp, load_gguf
+    from onthejob.models.exported import is_gguf
     from onthejob.generate.request import BASE
     from onthejob.generate.sampling import SamplingParams
 

@@ -24,32 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from onthejob.errors import ModelError
+from onthejob.models.exported import exported_from, is_gguf  # noqa: F401 - is_gguf: one import for callers
 from onthejob.generate.request import Completion
 from onthejob.generate.sampling import SamplingParams
 
 INSTALL = "pip install 'onthejob[export]' (it compiles llama.cpp: about 5 minutes on 2 cores)"
-
-
-def is_gguf(name: str | Path) -> bool:
-    """Whether ``name`` is a GGUF file (by its magic bytes, not only its suffix)."""
-    path = Path(str(name)).expanduser()
-    if not path.is_file():
-        return False
-    with open(path, "rb") as f:
-        return f.read(4) == b"GGUF"
-
-
-def exported_from(path: str | Path) -> dict[str, Any]:
-    """What ``ojt export`` recorded beside a GGUF (export.json: base, system prompt, ...), or {}."""
-    import json
-
-    manifest = Path(str(path)).expanduser().parent / "export.json"
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    files = data.get("files") if isinstance(data, dict) else None
-    return data if isinstance(files, dict) and Path(str(path)).name in files else {}
 
 
 def load_gguf(path: str | Path, *, context: int = 4096):

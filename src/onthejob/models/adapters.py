@@ -64,7 +64,7 @@ def locate(name: str | Path) -> Located:
         return _locate_run(path.parent)  # RUN/final named directly
     if (path / "adapter_config.json").is_file():
         return _locate_adapter(path, run=None)
-    from onthejob.generate.llamacpp import exported_from, is_gguf
+    from onthejob.models.exported import exported_from, is_gguf
 
     if is_gguf(path):
         base = exported_from(path).get("base") or str(path)

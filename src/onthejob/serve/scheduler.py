@@ -100,7 +100,8 @@ class Scheduler:
         from onthejob.errors import ConfigError
         from onthejob.models.adapters import load_for_inference, locate
 
-        from onthejob.generate.llamacpp import LlamaCppEngine, is_gguf
+        from onthejob.generate.llamacpp import LlamaCppEngine
+        from onthejob.models.exported import is_gguf
 
         base = config.model
         if is_gguf(base):
