@@ -117,13 +117,18 @@ def check(run: str | Path, *, artefact: Path, kind: str, items: list[EvalItem], 
     from onthejob.generate.engine import Engine
     from onthejob.models.adapters import load_for_inference
 
+    from onthejob.eval.run import with_system
+
     params = SamplingParams(max_new_tokens=max_new_tokens)
-    conversations = [item.messages for item in items]
     loaded = load_for_inference(run, dtype=torch.float32)
+    # As ojt eval asks, and as the Modelfile's SYSTEM does: the run's training prompt where a
+    # question brings none.
+    conversations = [with_system(item.messages, loaded.system_prompt, replace=False) for item in items]
     engine = Engine(loaded.model, loaded.tokenizer, dtype="float32")
     theirs = _artefact_answers(artefact, kind, conversations, params, context, progress)
     ours = engine.generate(conversations, params, progress=progress)
-    rows = [_row(item, mine, other, engine, loaded.tokenizer, kind) for item, mine, other in zip(items, ours, theirs)]
+    rows = [_row(item, conversation, mine, other, engine)
+            for item, conversation, mine, other in zip(items, conversations, ours, theirs)]
     return Parity(kind, rows, max_recall_drop)
 
 
@@ -163,13 +168,13 @@ def _transformers_answers(folder: Path, conversations, params: SamplingParams, p
     return out
 
 
-def _row(item: EvalItem, mine, other, engine, tokenizer, kind: str) -> Row:
+def _row(item: EvalItem, conversation: list[dict], mine, other, engine) -> Row:
     theirs = other.token_ids
     shared = _shared(mine.token_ids, theirs)
     identical = mine.text == other.text
     gap = None
     if not identical and shared < len(mine.token_ids) and shared < len(theirs):
-        gap = _gap(engine, item.messages, mine.token_ids[:shared], mine.token_ids[shared], theirs[shared])
+        gap = _gap(engine, conversation, mine.token_ids[:shared], mine.token_ids[shared], theirs[shared])
     recall = (lambda text: fact_recall(text, item.facts)) if item.facts else (lambda text: None)
     return Row(item.line, item.question, mine.text, other.text, identical, shared if not identical else len(mine.token_ids),
                len(mine.token_ids), gap, recall(mine.text), recall(other.text),
