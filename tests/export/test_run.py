@@ -193,3 +193,27 @@ def test_a_fully_fine_tuned_run_exports_too(tmp_path):
     manifest = json.loads((out / "export.json").read_text())
     assert manifest["method"] == "full" and manifest["adapter_sha256"] is None
     assert (out / "run.f16.gguf").stat().st_size > 0
+
+
+def test_chat_and_generate_take_the_exported_gguf(run, tmp_path):
+    import io
+
+    from onthejob.generate.chat import run_chat
+    from onthejob.generate.files import run_generate
+    from onthejob.generate.sampling import SamplingParams
+
+    out = export(ExportConfig(run=str(run), quant="f16", out=str(tmp_path / "gguf"), check=False), say=lambda _: None)
+    gguf = out / "run.f16.gguf"
+    answers = tmp_path / "answers.jsonl"
+    params = SamplingParams(max_new_tokens=10)
+    assert run_generate(gguf, run.parent / "eval.jsonl", answers, params=params, progress=False) == 3
+    from onthejob.eval.data import read_eval
+    from onthejob.eval.run import evaluate
+
+    expected = [r["answer"] for r in evaluate(run, read_eval(run.parent / "eval.jsonl"), params=params,
+                                              progress=False, with_loss=False).per_example]
+    written = [json.loads(line)["messages"][-1]["content"] for line in answers.read_text().splitlines()]
+    assert written == expected
+    said = io.StringIO()
+    run_chat(gguf, params=params, input=io.StringIO(QUESTIONS[0] + "\n/exit\n"), output=said)
+    assert "GGUF in llama.cpp" in said.getvalue() and expected[0] in said.getvalue()

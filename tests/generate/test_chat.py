@@ -2,7 +2,7 @@ import io
 
 import pytest
 
-from onthejob.generate import chat
+from onthejob.generate import engine as engine_module
 from onthejob.generate.chat import run_chat
 from onthejob.generate.engine import Engine
 from onthejob.generate.sampling import SamplingParams
@@ -26,7 +26,7 @@ def seen(monkeypatch):
             conversations.append([dict(m) for m in conversation])
             return super().stream(conversation, params, tools=tools)
 
-    monkeypatch.setattr(chat, "Engine", Spy)
+    monkeypatch.setattr(engine_module, "Engine", Spy)  # what load_engine builds
     return conversations
 
 

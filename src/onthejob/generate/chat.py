@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from onthejob.generate.engine import Engine
+from onthejob.generate.engine import Engine, load_engine
 from onthejob.generate.sampling import SamplingParams
 
 HELP = "/reset starts over, /exit quits"
@@ -39,12 +39,9 @@ def run_chat(
     rag=None,  # an onthejob.rag.answer.Retriever: answer from its documents, with citations
 ) -> int:
     """Chat until /exit or end of input; returns the exit code (0)."""
-    from onthejob.models.adapters import load_for_inference
-
     input, output = input or sys.stdin, output or sys.stdout  # noqa: A001
 
-    loaded = load_for_inference(model_name)
-    engine = Engine(loaded.model, loaded.tokenizer)
+    engine, loaded = load_engine(model_name)
     params = params or SamplingParams()
     output.write(f"chatting with {loaded.description} ({HELP})\n")
     if system is None and loaded.system_prompt:

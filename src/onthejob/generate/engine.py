@@ -46,6 +46,20 @@ from onthejob.generate.skinny import Skinny
 PREFIX_CACHE = 1 << 30  # bytes of prompt keys and values kept for reuse (generate/prefix.py)
 
 
+def load_engine(name):
+    """(engine, loaded) for any model name a user gives: our ``Engine`` over ``load_for_inference``,
+    or llama.cpp for an exported GGUF file (generate/llamacpp.py), with the same calls."""
+    from onthejob.models.adapters import load_for_inference
+    from onthejob.models.exported import is_gguf
+
+    if is_gguf(name):
+        from onthejob.generate.llamacpp import gguf_engine
+
+        return gguf_engine(name)
+    loaded = load_for_inference(name)
+    return Engine(loaded.model, loaded.tokenizer), loaded
+
+
 class Engine:
     """Generates with a causal LM (plain or PEFT) and its tokenizer; see the module docstring.
 

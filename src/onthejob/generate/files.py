@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from onthejob.errors import DataError
-from onthejob.generate.engine import Engine
+from onthejob.generate.engine import load_engine
 from onthejob.generate.sampling import SamplingParams
 
 
@@ -44,11 +44,8 @@ def run_generate(
 
     from onthejob.data.template import tokenize_prompt
     from onthejob.fsutil import write_jsonl
-    from onthejob.models.adapters import load_for_inference
-
     records, examples = _read(input_path)
-    loaded = load_for_inference(model_name)
-    engine = Engine(loaded.model, loaded.tokenizer)
+    engine, loaded = load_engine(model_name)
     prompts = [_prompt_messages(ex.messages) for ex in examples]
     sources: list[list] = [[] for _ in prompts]
     if rag is not None:

@@ -135,7 +135,7 @@ class LlamaCpp:
 class LlamaCppEngine:
     """A GGUF behind the engine's request/batch API, so ``ojt serve --model FILE.gguf`` serves it
     through the same scheduler, HTTP surface and ``Request`` (stop strings, streaming text) as
-    any model. The tokenizer is transformers' reading of the file's own vocabulary and chat
+    any model, and ``ojt chat`` / ``ojt generate`` take it (``stream``, ``generate_ids``). The tokenizer is transformers' reading of the file's own vocabulary and chat
     template; llama.cpp decodes. One row runs at a time (``LlamaCppBatch``)."""
 
     packed = False
@@ -164,12 +164,48 @@ class LlamaCppEngine:
     def new_batch(self, max_rows: int) -> LlamaCppBatch:
         return LlamaCppBatch(self)
 
+    def stream(self, conversation: list[dict[str, Any]], params: SamplingParams | None = None, *, tools=None) -> Iterator[str]:
+        """The reply as text deltas (``Engine.stream``'s call, for ``ojt chat FILE.gguf``)."""
+        from onthejob.data.template import tokenize_prompt
+
+        request = self.request(tokenize_prompt(conversation, self.tokenizer, tools=tools), params or SamplingParams())
+        batch = self.new_batch(1)
+        batch.add(request)
+        while request.finish is None:
+            batch.step()
+            delta = request.ready()
+            if delta:
+                yield delta
+
+    def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams | None = None, *,
+                     progress: Callable[[int], None] | None = None, **_: Any) -> list[Completion]:
+        """Answers to token prompts in order (``Engine.generate_ids``' call, for ``ojt generate``)."""
+        batch, out = self.new_batch(1), []
+        for prompt in prompts:
+            request = batch.add(self.request(list(prompt), params or SamplingParams()))
+            while request.finish is None:
+                batch.step()
+            out.append(request.completion())
+            if progress:
+                progress(1)
+        return out
+
     def tokens(self, prompt: list[int], params: SamplingParams) -> Iterator[int]:
         """llama.cpp's next tokens after ``prompt`` under ``params`` (no repeat penalty)."""
         self.cpp.llm.set_seed(params.seed if params.seed is not None else 0)
         greedy = params.temperature == 0
         return self.cpp.llm.generate(prompt, temp=params.temperature, top_p=params.top_p, top_k=1 if greedy else 0,
                                      min_p=0.0, repeat_penalty=1.0, reset=True)
+
+
+def gguf_engine(path: str | Path):
+    """(LlamaCppEngine, Loaded) for ``ojt chat`` and ``ojt generate`` on an exported GGUF."""
+    from onthejob.models.adapters import Loaded
+
+    engine = LlamaCppEngine(path)
+    made = exported_from(path)
+    return engine, Loaded(engine.cpp, engine.tokenizer, str(made.get("base") or path), None,
+                          f"{path} (GGUF in llama.cpp)", made.get("system_prompt"))
 
 
 class LlamaCppBatch:
