@@ -217,3 +217,14 @@ def test_chat_and_generate_take_the_exported_gguf(run, tmp_path):
     said = io.StringIO()
     run_chat(gguf, params=params, input=io.StringIO(QUESTIONS[0] + "\n/exit\n"), output=said)
     assert "GGUF in llama.cpp" in said.getvalue() and expected[0] in said.getvalue()
+
+
+def test_a_plain_model_exports_as_it_is_and_a_gguf_is_refused(run, tmp_path, capsys):
+    base = json.loads((run / "run.json").read_text())["base_model"]
+    out = export(ExportConfig(run=base, quant="f16", out=str(tmp_path / "base"), data=str(run.parent / "eval.jsonl"),
+                              max_new_tokens=8), say=lambda _: None)
+    manifest = json.loads((out / "export.json").read_text())
+    assert manifest["method"] == "base" and manifest["check"]["identical"] == 3
+    [gguf] = out.glob("*.gguf")
+    code, err = bad(["export", str(gguf), "--out", str(tmp_path / "again"), "--no-check"], capsys)
+    assert code == 4 and "is a GGUF file already" in err

@@ -30,7 +30,7 @@ def register(sub) -> argparse.ArgumentParser:
                        description="Write a run as one GGUF file (llama.cpp), a GGUF plus Modelfile (Ollama) or a merged "
                                    "safetensors folder (transformers, vLLM), then answer the run's eval questions with the "
                                    "export and with the run side by side; an export that answers worse is not written.")
-    p.add_argument("run", nargs="?", metavar="RUN", help="the run folder")
+    p.add_argument("run", nargs="?", metavar="RUN", help="the run folder (or a model, exported as it is)")
     p.add_argument("--no-check", action="store_true", help="skip the parity check (same as --check false)")
     cfg.add_config_file(p, what="export settings (ExportConfig keys)")
     cfg.add_options(p, ExportConfig, skip=("run",), aliases={"max_new_tokens": "--max-new-tokens"},

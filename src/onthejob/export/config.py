@@ -15,7 +15,7 @@ KINDS = ("gguf", "ollama", "merged")
 
 
 class ExportConfig(Section):
-    run: str = Field(description="the run folder to export (or its final/ adapter folder)")
+    run: str = Field(description="the run folder to export (or its final/ adapter folder); a model name or folder exports that model as it is")
     to: Literal["gguf", "ollama", "merged"] = Field("gguf", description="gguf: one file for llama.cpp; ollama: that file and a Modelfile; merged: a safetensors model folder (transformers, vLLM, TGI)")
     quant: str = Field("q8_0", description="GGUF weight type: f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0 (gguf and ollama only)")
     out: str = Field(description="a new folder for the export (it must not exist; written atomically)")

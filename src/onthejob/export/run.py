@@ -64,10 +64,10 @@ def run(config: ExportConfig, *, say=print) -> Path:
 
 
 def _located(run: str) -> Located:
+    """A run, an adapter, or a plain model (a base exported as it is, to compare with a run's)."""
     found = locate(run)
-    if found.run is None and found.adapter is None:
-        raise ModelError(f"{run} is not a run folder: there is no trained model to export",
-                         fix="name a folder ojt train wrote (it holds run.json and final/)")
+    if found.method == "gguf":
+        raise ModelError(f"{run} is a GGUF file already", fix="export the run it came from")
     return found
 
 
