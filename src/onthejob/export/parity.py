@@ -27,6 +27,7 @@ from typing import Any
 
 from onthejob.eval.data import EvalItem
 from onthejob.eval.facts import fact_recall
+from onthejob.generate.prefix import common_length
 from onthejob.generate.sampling import SamplingParams
 
 NEAR_TIE = 0.1  # probability gap under which two first tokens count as a near-tie
@@ -170,7 +171,7 @@ def _transformers_answers(folder: Path, conversations, params: SamplingParams, p
 
 def _row(item: EvalItem, conversation: list[dict], mine, other, engine) -> Row:
     theirs = other.token_ids
-    shared = _shared(mine.token_ids, theirs)
+    shared = common_length(mine.token_ids, theirs)
     identical = mine.text == other.text
     gap = None
     if not identical and shared < len(mine.token_ids) and shared < len(theirs):
@@ -191,15 +192,6 @@ def _gap(engine, messages, prefix: list[int], own: int, other: int) -> float:
     with torch.no_grad():
         probs = torch.softmax(engine.model(input_ids=ids).logits[0, -1].float(), dim=-1)
     return float(probs[own] - probs[other])
-
-
-def _shared(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _mean(values: list) -> float:

@@ -26,6 +26,7 @@ Not thread-safe: one thread adds and steps; ``Request.cancelled`` may be set fro
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import torch
 
@@ -119,3 +120,13 @@ class Batch:
         with torch.inference_mode():
             self._state = self._state.select([i for i, k in enumerate(keep) if k], cut_padding=self.refill)
 
+
+def stream_request(batch, request: Request) -> Iterator[str]:
+    """Step ``batch`` (holding ``request`` alone) until the request ends, yielding its new text.
+    Text that could be the start of a stop string is held back until it is known not to be."""
+    batch.add(request)
+    while request.finish is None:
+        batch.step()
+        delta = request.ready()
+        if delta:
+            yield delta

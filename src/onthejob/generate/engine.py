@@ -34,7 +34,7 @@ import torch
 
 from onthejob.data.template import end_of_turn_ids, tokenize_prompt
 from onthejob.errors import ConfigError
-from onthejob.generate.batch import Batch
+from onthejob.generate.batch import Batch, stream_request
 from onthejob.generate.cache import DecodeState, GrowingLayer, new_cache
 from onthejob.generate.prefill import cache_key, packed_prefill, warm
 from onthejob.generate.prefix import PrefixCache, shared_lengths
@@ -167,13 +167,11 @@ class Engine:
         Inference mode is entered per step, never held across a yield: it is thread state, and the
         caller's code runs between yields (a stream consumer printing, a trainer evaluating)."""
         request = self.request(tokenize_prompt(conversation, self.tokenizer, tools=tools), params or SamplingParams())
-        batch = Batch(self, max_rows=1)
-        batch.add(request)
-        while request.finish is None:
-            batch.step()
-            delta = request.ready()
-            if delta:
-                yield delta
+        return stream_request(self.new_batch(1), request)
+
+    def new_batch(self, max_rows: int) -> Batch:
+        """An empty ``Batch`` of up to ``max_rows`` rows on this engine (the server's is one)."""
+        return Batch(self, max_rows=max_rows)
 
     # --- the mechanism: rows, prefill and step ------------------------------------------------
 

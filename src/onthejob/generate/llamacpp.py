@@ -93,12 +93,9 @@ class LlamaCpp:
         if len(prompt) + params.max_new_tokens > self.context:
             raise ModelError(f"a prompt of {len(prompt)} tokens plus {params.max_new_tokens} new ones exceeds "
                              f"llama.cpp's context of {self.context}", fix="raise --context or ask for fewer new tokens")
-        self.llm.set_seed(params.seed if params.seed is not None else 0)
-        greedy = params.temperature == 0
         ids: list[int] = []
         finish, generated, cut_text = "length", 0, None
-        for token in self.llm.generate(prompt, temp=params.temperature, top_p=params.top_p, top_k=1 if greedy else 0,
-                                       min_p=0.0, repeat_penalty=1.0, reset=True):
+        for token in self.tokens(prompt, params):
             generated += 1
             if llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token) and not params.ignore_eos:
                 finish = "stop"
@@ -115,6 +112,14 @@ class LlamaCpp:
         text = cut_text if cut_text is not None else self.detokenize(ids)
         return Completion(text=text, token_ids=ids, finish_reason=finish, prompt_tokens=len(prompt),
                           completion_tokens=generated, seconds=time.perf_counter() - started)
+
+    def tokens(self, prompt: list[int], params: SamplingParams) -> Iterator[int]:
+        """llama.cpp's next tokens after ``prompt`` under ``params``; its default repeat penalty is
+        off, so greedy means the most likely token, as in ``Engine``."""
+        self.llm.set_seed(params.seed if params.seed is not None else 0)
+        greedy = params.temperature == 0
+        return self.llm.generate(prompt, temp=params.temperature, top_p=params.top_p, top_k=1 if greedy else 0,
+                                 min_p=0.0, repeat_penalty=1.0, reset=True)
 
     def detokenize(self, ids: list[int]) -> str:
         # As the engine's Detokenizer: special tokens left out, broken UTF-8 shown as U+FFFD.
@@ -135,8 +140,9 @@ class LlamaCpp:
 class LlamaCppEngine:
     """A GGUF behind the engine's request/batch API, so ``ojt serve --model FILE.gguf`` serves it
     through the same scheduler, HTTP surface and ``Request`` (stop strings, streaming text) as
-    any model, and ``ojt chat`` / ``ojt generate`` take it (``stream``, ``generate_ids``). The tokenizer is transformers' reading of the file's own vocabulary and chat
-    template; llama.cpp decodes. One row runs at a time (``LlamaCppBatch``)."""
+    any model, and ``ojt chat`` / ``ojt generate`` take it (``stream``, ``generate_ids``). The
+    tokenizer is transformers' reading of the file's own vocabulary and chat template; llama.cpp
+    decodes. One row runs at a time (``LlamaCppBatch``)."""
 
     packed = False
 
@@ -167,15 +173,10 @@ class LlamaCppEngine:
     def stream(self, conversation: list[dict[str, Any]], params: SamplingParams | None = None, *, tools=None) -> Iterator[str]:
         """The reply as text deltas (``Engine.stream``'s call, for ``ojt chat FILE.gguf``)."""
         from onthejob.data.template import tokenize_prompt
+        from onthejob.generate.batch import stream_request
 
         request = self.request(tokenize_prompt(conversation, self.tokenizer, tools=tools), params or SamplingParams())
-        batch = self.new_batch(1)
-        batch.add(request)
-        while request.finish is None:
-            batch.step()
-            delta = request.ready()
-            if delta:
-                yield delta
+        return stream_request(self.new_batch(1), request)
 
     def generate_ids(self, prompts: Sequence[list[int]], params: SamplingParams | None = None, *,
                      progress: Callable[[int], None] | None = None, **_: Any) -> list[Completion]:
@@ -190,12 +191,6 @@ class LlamaCppEngine:
                 progress(1)
         return out
 
-    def tokens(self, prompt: list[int], params: SamplingParams) -> Iterator[int]:
-        """llama.cpp's next tokens after ``prompt`` under ``params`` (no repeat penalty)."""
-        self.cpp.llm.set_seed(params.seed if params.seed is not None else 0)
-        greedy = params.temperature == 0
-        return self.cpp.llm.generate(prompt, temp=params.temperature, top_p=params.top_p, top_k=1 if greedy else 0,
-                                     min_p=0.0, repeat_penalty=1.0, reset=True)
 
 
 def gguf_engine(path: str | Path):
@@ -232,7 +227,7 @@ class LlamaCppBatch:
         if not self.running and self.waiting:
             row = self.waiting.pop(0)
             row.started = time.perf_counter()
-            self.running, self._tokens = [row], self.engine.tokens(row.prompt, row.params)
+            self.running, self._tokens = [row], self.engine.cpp.tokens(row.prompt, row.params)
         if not self.running:
             return []
         row = self.running[0]

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from onthejob.errors import ModelError, OjtError
-from onthejob.generate.batch import Batch
 from onthejob.generate.engine import Engine
 from onthejob.generate.request import BASE, Request
 from onthejob.generate.sampling import SamplingParams
@@ -82,9 +81,7 @@ class Scheduler:
         self.base_path = base_path
         self.models: dict[str, Model] = {base_name: Model(base_name, "base", engine.tokenizer, source=base_path)}
         self.loading: set[str] = set()
-        # a GGUF in llama.cpp brings its own batch (generate/llamacpp.py); every other model, ours
-        new_batch = getattr(engine, "new_batch", None)
-        self.batch = new_batch(self.config.max_batch) if new_batch else Batch(engine, max_rows=self.config.max_batch)
+        self.batch = engine.new_batch(self.config.max_batch)  # a GGUF's engine brings llama.cpp's
         self.context = getattr(engine.model.config, "max_position_embeddings", None) or 2048
         self._jobs: dict[int, Job] = {}  # id(request) -> job
         self._inbox: list[Request] = []
