@@ -116,7 +116,10 @@ def test_bad_input_gets_one_line_and_writes_nothing(run, tmp_path, capsys):
 
     code, err = bad(["export", str(run), "--out", str(tmp_path / "c")], capsys)  # no data.eval, no --data
     assert code == 7 and "no questions for the parity check" in err and len(err.splitlines()) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken", "unfinished"]
+    (tmp_path / "a-file").write_text("not a folder")
+    code, err = bad(["export", str(run), "--out", str(tmp_path / "a-file" / "out"), "--no-check"], capsys)
+    assert code == 3 and "a-file is a file, not a folder" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "taken", "unfinished"]
 
 
 def test_an_unsupported_architecture_is_refused_before_any_weights_are_read(tmp_path, capsys):

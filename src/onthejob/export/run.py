@@ -34,9 +34,7 @@ def run(config: ExportConfig, *, say=print) -> Path:
 
     found = _located(config.run)
     out = Path(config.out).expanduser()
-    if out.exists():
-        raise ConfigError(f"--out {out} already exists; an export never overwrites",
-                          fix="choose a new folder, or remove that one first")
+    _check_out(out)
     tokenizer = load_tokenizer(found.tokenizer)
     _refuse_early(config, found, tokenizer)
     items = _questions(config, found) if config.check else []
@@ -61,6 +59,16 @@ def run(config: ExportConfig, *, say=print) -> Path:
         fsutil.write_json(tmp / "export.json", _manifest(config, found, tokenizer, tmp, parity))
     say(_done(config, out, name))
     return out
+
+
+def _check_out(out: Path) -> None:
+    """Refuse, before the long parts, an ``--out`` that exists or could never be made."""
+    if out.exists():
+        raise ConfigError(f"--out {out} already exists; an export never overwrites",
+                          fix="choose a new folder, or remove that one first")
+    blocking = next((p for p in out.parents if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ConfigError(f"--out {out}: {blocking} is a file, not a folder", fix="choose a folder path for --out")
 
 
 def _located(run: str) -> Located:
