@@ -22,6 +22,7 @@ full report with every answer in $RUN/eval/report.html).
   answer a file:     $OJT generate $RUN --input questions.jsonl --out answers.jsonl
   serve it:          $OJT serve --adapter hr=$RUN   (OpenAI-compatible API on 127.0.0.1:8000)
   merge it:          $OJT merge $RUN --out $RUN/merged   (a plain transformers model folder)
+  export it:         $OJT export $RUN --to ollama --out $RUN/ollama   (GGUF + Modelfile, checked against the run)
   compare with RAG:  $OJT rag index examples/hr/handbook.md --collection hr
                      $OJT compare --data examples/hr/eval.jsonl --arms prompt,few-shot,rag,ft,ft+rag --run $RUN --rag hr
 EOT
