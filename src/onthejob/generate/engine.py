@@ -36,6 +36,7 @@ from onthejob.data.template import end_of_turn_ids, tokenize_prompt
 from onthejob.errors import ConfigError
 from onthejob.generate.batch import Batch, stream_request
 from onthejob.generate.cache import DecodeState, GrowingLayer, new_cache
+from onthejob.generate.constrain import Constraint, Grammar
 from onthejob.generate.prefill import cache_key, packed_prefill, warm
 from onthejob.generate.prefix import PrefixCache, shared_lengths
 from onthejob.generate.request import BASE, Completion, Request
@@ -78,6 +79,7 @@ class Engine:
         )
         self.pad_id = _first_not_none(tokenizer.pad_token_id, tokenizer.eos_token_id, 0)
         self.stop_ids = self.stop_ids_for(tokenizer)
+        self.vocab = model.get_output_embeddings().weight.shape[0]  # logits per step
         self._forward_kwargs = _forward_kwargs(model)
         # Decode steps' linears on a CPU: float32 as W @ x.T, bf16 on prepacked weights (generate/skinny.py)
         self._skinny = Skinny(model) if self.device.type == "cpu" and not self.autocast else contextlib.nullcontext
@@ -96,11 +98,13 @@ class Engine:
         tools: list[dict] | None = None,
         batch_size: int | None = None,
         adapters: Sequence[str | None] | None = None,
+        grammars: Sequence[Grammar | None] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[Completion]:
         """One completion per conversation, in input order (each ends with the assistant reply)."""
         prompts = [tokenize_prompt(c, self.tokenizer, tools=tools) for c in conversations]
-        return self.generate_ids(prompts, params, batch_size=batch_size, adapters=adapters, progress=progress)
+        return self.generate_ids(prompts, params, batch_size=batch_size, adapters=adapters, grammars=grammars,
+                                 progress=progress)
 
     def generate_ids(
         self,
@@ -109,16 +113,20 @@ class Engine:
         *,
         batch_size: int | None = None,
         adapters: Sequence[str | None] | None = None,
+        grammars: Sequence[Grammar | None] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> list[Completion]:
         """Complete raw token prompts, ``batch_size`` rows at a time (None = all at once).
 
         ``adapters``: per prompt, the PEFT adapter its row runs with (``BASE``: none; None: the
         model as loaded), so a base model's and its adapter's questions share every batch.
+        ``grammars``: per prompt, the grammar its answer must follow (generate/constrain.py), or None.
         ``progress(n)`` is called as n more rows finish (``tqdm.update`` fits)."""
         params = params or SamplingParams()
         adapters = adapters if adapters is not None else [None] * len(prompt_ids)
-        requests = [self.request(p, params, adapter=a) for p, a in zip(prompt_ids, adapters, strict=True)]
+        grammars = grammars if grammars is not None else [None] * len(prompt_ids)
+        requests = [self.request(p, params, adapter=a, grammar=g)
+                    for p, a, g in zip(prompt_ids, adapters, grammars, strict=True)]
         for r, shared in zip(requests, shared_lengths(prompt_ids)):
             r.share = shared  # what of each prompt another one also begins with: all the prefix cache keeps
         # Longest first: rows of similar length share a batch (less padding), and a batch too big
@@ -159,14 +167,16 @@ class Engine:
                 self.adapter_off = False
 
     def stream(
-        self, conversation: list[dict[str, Any]], params: SamplingParams | None = None, *, tools=None
+        self, conversation: list[dict[str, Any]], params: SamplingParams | None = None, *, tools=None,
+        grammar: Grammar | None = None,
     ) -> Iterator[str]:
         """Yield the reply as text deltas; their concatenation equals ``generate``'s text.
 
         Text that could be the start of a stop string is held back until it is known not to be.
         Inference mode is entered per step, never held across a yield: it is thread state, and the
         caller's code runs between yields (a stream consumer printing, a trainer evaluating)."""
-        request = self.request(tokenize_prompt(conversation, self.tokenizer, tools=tools), params or SamplingParams())
+        request = self.request(tokenize_prompt(conversation, self.tokenizer, tools=tools), params or SamplingParams(),
+                               grammar=grammar)
         return stream_request(self.new_batch(1), request)
 
     def new_batch(self, max_rows: int) -> Batch:
@@ -175,12 +185,16 @@ class Engine:
 
     # --- the mechanism: rows, prefill and step ------------------------------------------------
 
-    def request(self, prompt: list[int], params: SamplingParams, *, tokenizer=None, adapter: str | None = None) -> Request:
+    def request(self, prompt: list[int], params: SamplingParams, *, tokenizer=None, adapter: str | None = None,
+                grammar: Grammar | None = None) -> Request:
         """A row to decode. ``tokenizer``: another chat template's (an adapter's own), whose
-        end-of-turn ids stop the row; ``adapter``: see ``Request``."""
-        stop_ids = self.stop_ids if tokenizer is None or tokenizer is self.tokenizer else self.stop_ids_for(tokenizer)
-        return Request(prompt, params, tokenizer=tokenizer or self.tokenizer, stop_ids=stop_ids, adapter=adapter,
-                       device=self.device)
+        end-of-turn ids stop the row; ``adapter``: see ``Request``; ``grammar``: what its text
+        must follow (generate/constrain.py)."""
+        tokenizer = tokenizer or self.tokenizer
+        stop_ids = self.stop_ids if tokenizer is self.tokenizer else self.stop_ids_for(tokenizer)
+        constraint = None if grammar is None else Constraint(grammar, tokenizer, stop_ids, self.vocab)
+        return Request(prompt, params, tokenizer=tokenizer, stop_ids=stop_ids, adapter=adapter,
+                       device=self.device, constraint=constraint)
 
     def prefill(self, requests: list[Request]) -> DecodeState:
         """Run the prompts of ``requests`` together and give each row its first token: packed
@@ -230,6 +244,9 @@ class Engine:
 
     def _advance(self, requests: list[Request], logits: torch.Tensor, mask, pos, cache) -> DecodeState:
         """Pick each row's next token from (b, V) ``logits`` and hand it to its request."""
+        for i, r in enumerate(requests):
+            if r.constraint is not None:
+                r.constraint.mask(logits[i])
         tokens = logits.argmax(-1)  # (b,)
         for i, r in enumerate(requests):
             if r.params.temperature > 0:

@@ -37,7 +37,7 @@ class Request:
     serving several adapters, the adapter's name (``BASE`` for none)."""
 
     def __init__(self, prompt: list[int], params: SamplingParams, *, tokenizer, stop_ids: set[int],
-                 adapter: str | None = None, device: torch.device | str = "cpu"):
+                 adapter: str | None = None, device: torch.device | str = "cpu", constraint=None):
         if not prompt:
             raise ValueError("an empty prompt cannot be completed")
         self.prompt, self.params, self.adapter, self.stop_ids = prompt, params, adapter, stop_ids
@@ -53,12 +53,15 @@ class Request:
         self.cancelled = False  # set from any thread; the batch drops the row at its next step
         self.kv = None  # keys and values of the prompt's beginning prefilled ahead (Engine.warm)
         self.share = None  # tokens of the prompt worth keeping in the prefix cache; None = all
+        self.constraint = constraint  # a generate/constrain.py Constraint: the grammar the text must follow
 
     def add(self, token: int) -> None:
         """Take the next generated token: grow the text, finish on end of turn, a stop string or
         the length limit."""
         params = self.params
         self.generated += 1
+        if self.constraint is not None:
+            self.constraint.take(token)
         # The end-of-turn token is neither text nor in token_ids (unless eos is ignored).
         if token in self.stop_ids and not params.ignore_eos:
             self._end("stop", self.detok.flush())
