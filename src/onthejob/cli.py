@@ -95,6 +95,17 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_from_feedback(args: argparse.Namespace) -> int:
+    from onthejob.data.feedback import from_feedback
+
+    counts = from_feedback(args.db, args.out, args.pairs_out)
+    _say(f"{counts['examples']} examples ({counts['corrected']} corrected, {counts['rated_good']} rated good) -> {args.out}"
+         + (f"; {counts['pairs']} preference pairs -> {args.pairs_out}" if args.pairs_out else ""))
+    _say(f"{counts['answers']} answers judged; {counts['skipped']} skipped (rated bad without a correction, or notes only)"
+         + (f"; {counts['invalid']} left out: their stored conversation is not valid chat data" if counts["invalid"] else ""))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from onthejob.train.loop import resume_config, run
 
@@ -174,7 +185,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _add_read_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--format", help="input format (default: detected): chat, alpaca, sharegpt, prompt_completion, csv")
+    p.add_argument("--format", help="input format (default: detected): chat, alpaca, sharegpt, prompt_completion, preference, csv")
     p.add_argument("--map", action="append", metavar="COLUMN=ROLE", help="CSV/TSV column to role, e.g. --map question=user (repeatable)")
     p.add_argument("--system", help="a fixed system prompt added to every CSV/TSV example")
 
@@ -243,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-out", required=True, help="eval output .jsonl")
     _add_read_options(p)
     p.set_defaults(func=cmd_data_split)
+
+    p = data.add_parser("from-feedback", help="turn judgements of served answers into training examples and preference pairs")
+    p.add_argument("db", metavar="DB", help="the feedback database ojt serve records its answers and their feedback in (its feedback_db)")
+    p.add_argument("--out", required=True, help="training examples: corrections and answers rated good, chat JSONL (written atomically)")
+    p.add_argument("--pairs-out", help="also write preference pairs (OpenAI's DPO JSONL): corrections and good answers over bad ones")
+    p.set_defaults(func=cmd_data_from_feedback)
 
     from onthejob.generate.config import ChatConfig, GenerateConfig
 

@@ -329,6 +329,38 @@ def prompt_completion_record(record: dict, faults: Faults, opts: ReadOptions):
     return None if messages is None else (_with_system(messages, opts.system), None)
 
 
+@record_format("preference", keys=("input", "preferred_output"))
+def preference_record(record: dict, faults: Faults, opts: ReadOptions):
+    """OpenAI preference (DPO) JSONL: {"input": {"messages", "tools"?}, "preferred_output":
+    [assistant message], "non_preferred_output": [...]}, what ``ojt data from-feedback --pairs-out``
+    writes. There is no DPO trainer yet: a record reads as supervised fine-tuning on its preferred
+    answer, input.messages followed by preferred_output. The input's own assistant turns are
+    context (weight 0 unless they give one) and non_preferred_output is not read. Message indices
+    count through input.messages, then preferred_output."""
+    given, preferred = record.get("input"), record.get("preferred_output")
+    if not isinstance(given, dict):
+        faults.error("wrong_type", f"'input' is {json_kind(given)}, not an object",
+                     'write "input": {"messages": [...], "tools": [...]?}')
+        return None
+    context = given.get("messages")
+    if not isinstance(context, list) or not context or not isinstance(preferred, list) or not preferred:
+        faults.error("missing_messages_list", "'input.messages' or 'preferred_output' is missing, empty or not a list",
+                     'give "input": {"messages": [...]} and "preferred_output": [{"role": "assistant", ...}]')
+        return None
+    messages = chat_messages(context + preferred, faults, key="input.messages + preferred_output")
+    for i, msg in enumerate(preferred, start=len(context)):
+        if isinstance(msg, dict) and msg.get("role") in ("system", "user", "tool"):
+            faults.error("wrong_type", f"preferred_output holds a {msg['role']} message",
+                         "preferred_output holds the assistant's answer only", i)
+    tools = record_tools(given, faults)
+    if messages is None:
+        return None
+    for msg in messages[: len(context)]:
+        if msg["role"] == "assistant":
+            msg.setdefault("weight", 0)
+    return _with_system(messages, opts.system), tools
+
+
 @register_format("csv", extensions=(".csv", ".tsv"))
 def read_csv(path: Path, opts: ReadOptions) -> ReadResult:
     """CSV/TSV with a header row; ``opts.mapping`` says which column holds which role."""
