@@ -175,7 +175,7 @@ def test_serve_answers_with_the_exported_gguf_like_the_run(run, tmp_path):
     items = read_eval(run.parent / "eval.jsonl")
     expected = [r["answer"] for r in evaluate(run, items, params=SamplingParams(max_new_tokens=10), progress=False,
                                               with_loss=False).per_example]
-    server = ServerThread(create_app(ServeConfig(model=str(gguf), api_key="k", max_tokens=32)))
+    server = ServerThread(create_app(ServeConfig(model=str(gguf), api_key="k", max_tokens=32, feedback_db=None)))
     server.wait_ready()
     try:
         client = openai.OpenAI(base_url=server.url, api_key="k", max_retries=0)

@@ -22,7 +22,8 @@ READ_TIMEOUT = 2.0  # seconds; every other request here arrives at once
 @pytest.fixture(scope="module")
 def server(world):
     config = ServeConfig(model=str(world["base"]), adapters={"alpha": str(world["alpha"])}, adapter_dirs=[world["runs"]],
-                         api_key=KEY, max_tokens=8, max_request_bytes=200_000, read_timeout=READ_TIMEOUT)
+                         api_key=KEY, max_tokens=8, max_request_bytes=200_000, read_timeout=READ_TIMEOUT,
+                         feedback_db=None)
     s = ServerThread(create_app(config))
     s.wait_ready()
     yield s
@@ -161,7 +162,7 @@ def test_health_shows_why_loading_failed_only_to_a_caller_with_the_key(monkeypat
         raise OSError("/secret/models/base: no such folder")
 
     monkeypatch.setattr(server_module.Scheduler, "load", fail)
-    s = ServerThread(create_app(ServeConfig(model="/secret/models/base", api_key=KEY)))
+    s = ServerThread(create_app(ServeConfig(model="/secret/models/base", api_key=KEY, feedback_db=None)))
     try:
         deadline = time.monotonic() + 10
         while raw("GET", s.root + "/health", key=KEY)[1]["status"] == "loading":

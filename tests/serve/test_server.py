@@ -30,7 +30,7 @@ def server(world):
     config = ServeConfig(
         model=str(world["base"]), adapters={"alpha": str(world["alpha"]), "beta": str(world["beta"])},
         rag={"docs": "handbook"}, adapter_dirs=[world["runs"]], api_key=KEY,
-        max_tokens=64, max_queue=8, max_request_bytes=20_000,
+        max_tokens=64, max_queue=8, max_request_bytes=20_000, feedback_db=None,
     )
     s = ServerThread(create_app(config))
     s.wait_ready()
@@ -58,8 +58,12 @@ def _chat(client, model, **kw):
 
 
 def test_models_lists_base_adapters_rag_and_embedder(client, world):
-    ids = {m.id for m in client.models.list().data}
-    assert ids == {world["base"].name, "alpha", "beta", "docs", "all-minilm-l6-v2"}
+    cards = {m.id: m.model_dump() for m in client.models.list().data}
+    assert set(cards) == {world["base"].name, "alpha", "beta", "docs", "all-minilm-l6-v2"}
+    assert (cards["alpha"]["kind"], cards["alpha"]["base"]) == ("adapter", str(world["base"]))
+    assert cards["alpha"]["source"] == str(world["alpha"] / "final")
+    assert (cards["docs"]["kind"], cards["docs"]["source"]) == ("rag", "handbook")
+    assert cards[world["base"].name]["kind"] == "base" and "base" not in cards[world["base"].name]
 
 
 def test_adapters_batched_together_answer_as_each_alone_with_their_own_template(client, server, world):
@@ -259,7 +263,7 @@ def test_503_while_loading_and_admin_off_without_a_key(world, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(server_module.Scheduler, "load", slow_load)
-    s = ServerThread(create_app(ServeConfig(model=str(world["base"]), adapter_dirs=[world["runs"]])))
+    s = ServerThread(create_app(ServeConfig(model=str(world["base"]), adapter_dirs=[world["runs"]], feedback_db=None)))
     try:
         status, body = raw("GET", s.root + "/health")
         assert status == 503 and body["status"] == "loading"

@@ -33,6 +33,8 @@ class ServeConfig(Section):
     max_request_bytes: int = Field(1_000_000, ge=1, le=1 << 30, description="largest request body before 413")
     read_timeout: float = Field(30.0, gt=0, le=3600, description="seconds a request's headers and body may take to arrive before its connection is dropped")
     timeout: float = Field(600.0, gt=0, le=86_400, description="seconds one request may take before it is stopped")
+    feedback_db: Path | None = Field(Path("serve/feedback.sqlite"), description="where every chat answer is kept for POST /v1/feedback and ojt data from-feedback (an SQLite file); none = keep nothing")
+    max_answers: int = Field(100_000, ge=1, le=100_000_000, description="answers kept for feedback; past it the oldest without feedback go")
     device: str | None = Field(None, description="cpu, cuda, cuda:1 ...; none = cuda when there is one, else cpu")
 
     @model_validator(mode="after")

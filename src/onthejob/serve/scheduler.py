@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from onthejob.errors import ModelError, OjtError
+from onthejob.generate.constrain import Grammar
 from onthejob.generate.engine import Engine
 from onthejob.generate.request import BASE, Request
 from onthejob.generate.sampling import SamplingParams
@@ -191,10 +192,10 @@ class Scheduler:
 
     # --- requests -----------------------------------------------------------------------------
 
-    def chat_prompt(self, model: Model, messages: list[dict[str, Any]]) -> list[int]:
+    def chat_prompt(self, model: Model, messages: list[dict[str, Any]], tools: list[dict] | None = None) -> list[int]:
         from onthejob.data.template import tokenize_prompt
 
-        return tokenize_prompt(messages, model.tokenizer)
+        return tokenize_prompt(messages, model.tokenizer, tools=tools)
 
     def text_prompt(self, model: Model, text: str) -> list[int]:
         return list(model.tokenizer(text)["input_ids"])
@@ -214,12 +215,20 @@ class Scheduler:
             raise ServeError("too_long", f"{len(prompt)} prompt tokens + {param}={max_tokens} exceed this model's context of {self.context}", param=param)
         return max_tokens
 
-    def submit(self, model: Model, prompt: list[int], params: list[SamplingParams], emit: Callable[[Event], None]) -> Job:
-        """Queue one row per ``params`` (the choices); output arrives through ``emit``."""
+    def submit(self, model: Model, prompt: list[int], params: list[SamplingParams], emit: Callable[[Event], None],
+               grammar: Grammar | None = None) -> Job:
+        """Queue one row per ``params`` (the choices); output arrives through ``emit``. With
+        ``grammar``, every row's text follows it (generate/constrain.py)."""
         if self.queue_depth + len(params) > self.config.max_queue:
             raise ServeError("queue_full", f"the queue is full ({self.config.max_queue} waiting); retry later")
+        if grammar is not None and not isinstance(self.engine, Engine):
+            raise ServeError("bad_request", "structured output and forced tool calls need a transformers model; this "
+                             "server runs a GGUF with llama.cpp (serve the run's base model with --adapter instead)",
+                             param="response_format")
         # Every row names its adapter (BASE for none), so base rows stay base once adapters load.
-        requests = [self.engine.request(prompt, p, tokenizer=model.tokenizer, adapter=model.adapter or BASE) for p in params]
+        extra = {"grammar": grammar} if grammar is not None else {}
+        requests = [self.engine.request(prompt, p, tokenizer=model.tokenizer, adapter=model.adapter or BASE, **extra)
+                    for p in params]
         job = Job(model, requests, emit, time.monotonic() + self.config.timeout)
         with self._wake:
             for r in requests:

