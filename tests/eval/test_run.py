@@ -119,3 +119,17 @@ def test_rag_answers_covered_questions_and_refuses_the_rest(world):
     [expected] = Engine(loaded.model, loaded.tokenizer).generate([wrapped], PARAMS)
     assert covered["answer"] == expected.text
     assert result.aggregates["latency_s"]["n"] == 1 and result.extra["rag"] == "fake"
+
+
+def test_constrain_json_answers_items_with_a_schema_under_it_and_leaves_the_others(world):
+    from onthejob.eval.run import Ask, evaluate_arms
+
+    schema = {"type": "object", "properties": {"sunny": {"type": "boolean"}}, "required": ["sunny"],
+              "additionalProperties": False}
+    items = [EvalItem(1, ITEMS[0].messages, '{"sunny": true}', json_schema=schema), ITEMS[1]]
+    params = SamplingParams(max_new_tokens=24)
+    free, bound = (evaluate_arms(world["run"], [Ask("tuned")], items, params=params, with_loss=False, progress=False,
+                                 constrain_json=c)[0] for c in (False, True))
+    assert free.per_example[0]["format_valid"] == 0.0  # random weights do not write JSON by themselves
+    assert bound.per_example[0]["format_valid"] == 1.0
+    assert bound.per_example[1]["answer"] == free.per_example[1]["answer"]  # no schema: decoded as before

@@ -73,3 +73,23 @@ def test_bad_records_stop_before_generating(base, tmp_path):
     with pytest.raises(DataError, match="in.jsonl:2"):
         run_generate(str(base), src, tmp_path / "out.jsonl", params=PARAMS, progress=False)
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_json_schema_makes_every_answer_valid_json_and_a_bad_schema_file_is_named(base, tmp_path):
+    import jsonschema
+
+    from onthejob.cli import main
+
+    schema = {"type": "object", "properties": {"city": {"enum": ["Paris", "Oslo"]}, "sunny": {"type": "boolean"}},
+              "required": ["city", "sunny"], "additionalProperties": False}
+    (tmp_path / "schema.json").write_text(json.dumps(schema), encoding="utf-8")
+    src = write(tmp_path / "in.jsonl", RECORDS)
+    code = main(["generate", str(base), "--input", str(src), "--out", str(tmp_path / "out.jsonl"),
+                 "--json-schema", str(tmp_path / "schema.json"), "--max-new-tokens", "40"])
+    assert code == 0
+    for line in (tmp_path / "out.jsonl").read_text().splitlines():
+        jsonschema.validate(json.loads(json.loads(line)["messages"][-1]["content"]), schema)
+    (tmp_path / "bad.json").write_text('{"type": "objec"}', encoding="utf-8")
+    assert main(["generate", str(base), "--input", str(src), "--out", str(tmp_path / "out2.jsonl"),
+                 "--json-schema", str(tmp_path / "bad.json")]) != 0
+    assert not (tmp_path / "out2.jsonl").exists()

@@ -111,7 +111,7 @@ def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, ti
         for model, group in model_groups(arms, run):
             asks = [Ask(arm.label, rag if arm.rag else None, shots if arm.few_shot else None, base=base) for arm, base in group]
             results = evaluate_arms(model, asks, items, params=config.sampling, system=config.system, seed=config.seed,
-                                    batch_size=config.batch_size)
+                                    batch_size=config.batch_size, constrain_json=config.constrain_json)
             evals.update({arm.key: e for (arm, _), e in zip(group, results)})
         evals = {arm.key: evals[arm.key] for arm in arms}  # in the arms' order
     labels = {arm.key: arm.label for arm in arms}

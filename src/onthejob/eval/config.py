@@ -48,6 +48,7 @@ class Evaluation(Section):
                                      description="decoding of every answer (greedy by default, so a rerun gives the same text)")
     rag: RetrievalConfig = Field(default_factory=RetrievalConfig, description="the document collection arms with RAG answer from (rag.collection)")
     batch_size: int = Field(16, ge=1, le=1024, description="questions answered at once")
+    constrain_json: bool = Field(False, description="decode the answer of every question that carries a json_schema under that schema (constrained decoding), so its format check passes and the other metrics measure the content")
     seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for the bootstrap intervals, and for sampling when sampling.seed is none")
     judge: JudgeConfig = Field(default_factory=JudgeConfig, description="an optional judge model")
     uncovered: str | None = Field(None, description="more eval questions (same format) that the documents do not cover: each is asked as if it carried covered: false")

@@ -105,19 +105,22 @@ def evaluate_arms(
     with_loss: bool = True,
     device: str | None = None,
     progress: bool = True,
+    constrain_json: bool = False,
 ) -> list[ModelEval]:
     """Several arms of one loaded model (``ojt compare``'s arms that share a model): the model is
     loaded once, the reference loss measured once per distinct model (the run, its base), and
     every arm's questions go through one engine call: the base arms' rows (``Ask.base``: the
     run's adapter off) share batches with each other, the run's arms' rows with each other, rows
     of similar length together (``Engine.generate_ids``). Greedy answers are those of each arm
-    alone (tests/eval/test_compare.py). ``seconds`` is the group's wall time, shared."""
+    alone (tests/eval/test_compare.py). ``seconds`` is the group's wall time, shared.
+    ``constrain_json``: items with a ``json_schema`` are answered under it (generate/constrain.py)."""
     from onthejob.models.adapters import load_for_inference
     from onthejob.generate.engine import Engine
     from onthejob.generate.llamacpp import LlamaCpp, load_gguf
     from onthejob.models.exported import is_gguf
     from onthejob.generate.request import BASE
     from onthejob.generate.sampling import SamplingParams
+    from onthejob.errors import ConfigError
 
     start = time.perf_counter()
     params = params or SamplingParams(max_new_tokens=128, seed=seed)
@@ -142,7 +145,11 @@ def evaluate_arms(
     mixed = any(a.base for a in asks) and not all(a.base for a in asks)
     row_adapter = [(BASE if ask.base else adapter) if mixed else (BASE if ask.base else None) for ask in asks]
     desc = ", ".join(a.label for a in asks) if progress else None
-    answers = _answer(engine, asked, [a.rag for a in asks], row_adapter, params, batch_size, desc)
+    if constrain_json and gguf and any(item.json_schema for item in items):
+        raise ConfigError(f"constrain_json: {name} is a GGUF that llama.cpp answers; constrained decoding runs in "
+                          "onthejob's engine", fix="evaluate the run itself, or leave constrain_json off")
+    grammars = _grammars(items, constrain_json)
+    answers = _answer(engine, asked, [a.rag for a in asks], row_adapter, params, batch_size, desc, grammars)
     seconds = time.perf_counter() - start
     out = []
     for ask, completions in zip(asks, answers):
@@ -263,22 +270,32 @@ def _row(item: EvalItem, completion, with_rag: bool) -> dict[str, Any]:
     return row
 
 
+def _grammars(items: list[EvalItem], constrain: bool) -> list:
+    """Per item, the grammar of its json_schema when answers are constrained, else None."""
+    from onthejob.generate.constrain import json_grammar
+
+    return [json_grammar(item.json_schema, what=f"the json_schema of eval item {i + 1}")
+            if constrain and item.json_schema is not None else None for i, item in enumerate(items)]
+
+
 def _answer(engine, conversations: list[list], rags: list, adapters: list, params, batch_size: int,
-            desc: str | None) -> list[list]:
+            desc: str | None, grammars: list) -> list[list]:
     """Per arm, its completions in input order; with RAG each a ``Grounded`` (NOT_COVERED, no
     model call, when no passage was found). All arms' questions go through one ``generate``."""
     from onthejob.rag.answer import NOT_COVERED
     from onthejob.generate.request import Completion
 
-    asked, rows, plans = [], [], []
+    asked, rows, shapes, plans = [], [], [], []
     for arm, (convs, rag, adapter) in enumerate(zip(conversations, rags, adapters)):
         prepared = [rag.prepare(c) for c in convs] if rag is not None else [(c, None) for c in convs]
         plans.append(prepared)
-        for wrapped, _ in prepared:
+        for (wrapped, _), grammar in zip(prepared, grammars):
             if wrapped is not None:
                 asked.append(wrapped)
                 rows.append(adapter)
-    answers = iter(_generate(engine, asked, rows, params, batch_size, desc) if asked else [])
+                shapes.append(grammar)
+    grammars = shapes if any(g is not None for g in shapes) else None  # llama.cpp's engine takes none
+    answers = iter(_generate(engine, asked, rows, params, batch_size, desc, grammars) if asked else [])
     out = []
     for rag, prepared in zip(rags, plans):
         if rag is None:
@@ -289,10 +306,12 @@ def _answer(engine, conversations: list[list], rags: list, adapters: list, param
     return out
 
 
-def _generate(engine, conversations, adapters, params, batch_size: int, desc: str | None):
+def _generate(engine, conversations, adapters, params, batch_size: int, desc: str | None, grammars=None):
+    extra = {"grammars": grammars} if grammars is not None else {}
     if desc is None:
-        return engine.generate(conversations, params, batch_size=batch_size, adapters=adapters)
+        return engine.generate(conversations, params, batch_size=batch_size, adapters=adapters, **extra)
     from tqdm import tqdm
 
     with tqdm(total=len(conversations), desc=f"answering with {desc}", unit="q", file=sys.stderr) as bar:
-        return engine.generate(conversations, params, batch_size=batch_size, adapters=adapters, progress=bar.update)
+        return engine.generate(conversations, params, batch_size=batch_size, adapters=adapters, progress=bar.update,
+                               **extra)

@@ -31,6 +31,7 @@ class GenerateConfig(Section):
     input: str = Field(description="chat JSONL: conversations without their final answer")
     out: str = Field(description="output JSONL: the same records with the answer appended (written atomically)")
     batch_size: int = Field(8, ge=1, le=1024, description="conversations answered together")
+    json_schema: str | None = Field(None, description="a JSON Schema file every answer must follow (constrained decoding: each answer parses and validates)")
     sampling: SamplingParams = Field(default_factory=SamplingParams, description="how tokens are picked and when answers stop")
     rag: RetrievalConfig = Field(default_factory=RetrievalConfig, description="answer from a document collection's passages (rag.collection), citing them")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from onthejob.errors import DataError
-from onthejob.generate.engine import load_engine
+from onthejob.generate.engine import Engine, load_engine
 from onthejob.generate.sampling import SamplingParams
 
 
@@ -24,9 +24,24 @@ def run(config) -> int:
     """``ojt generate``: answer ``config.input`` (a ``GenerateConfig``) into ``config.out``."""
     from onthejob.rag.answer import opened_retriever
 
+    grammar = schema_grammar(config.json_schema) if config.json_schema else None
     with opened_retriever(config.rag) as rag:
         return run_generate(config.model, config.input, config.out, params=config.sampling,
-                            batch_size=config.batch_size, rag=rag)
+                            batch_size=config.batch_size, rag=rag, grammar=grammar)
+
+
+def schema_grammar(path: str):
+    """The grammar of the JSON Schema in file ``path`` (--json-schema)."""
+    from onthejob.data.files import loads
+    from onthejob.generate.constrain import json_grammar
+
+    try:
+        schema = loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"--json-schema {path}: cannot read it ({e.strerror or e})", fix="give a JSON Schema file") from None
+    except ValueError as e:
+        raise DataError(f"--json-schema {path}: not JSON ({e})", fix="write the schema as a JSON object") from None
+    return json_grammar(schema, what=f"--json-schema {path}")
 
 
 def run_generate(
@@ -38,6 +53,7 @@ def run_generate(
     batch_size: int = 8,
     progress: bool = True,
     rag=None,  # an onthejob.rag.answer.Retriever: answer from its documents, with citations
+    grammar=None,  # a generate/constrain.py Grammar every answer follows
 ) -> int:
     """Generate one answer per record of ``input_path`` into ``out_path``; returns the count."""
     from tqdm import tqdm
@@ -46,6 +62,9 @@ def run_generate(
     from onthejob.fsutil import write_jsonl
     records, examples = _read(input_path)
     engine, loaded = load_engine(model_name)
+    if grammar is not None and not isinstance(engine, Engine):
+        raise DataError(f"--json-schema: {model_name} is a GGUF that llama.cpp answers; constrained decoding runs in "
+                        "onthejob's engine", fix="generate with the run (or its merged model) instead")
     prompts = [_prompt_messages(ex.messages) for ex in examples]
     sources: list[list] = [[] for _ in prompts]
     if rag is not None:
@@ -55,8 +74,9 @@ def run_generate(
     todo = [i for i, msgs in enumerate(prompts) if msgs is not None]
     prompt_ids = [tokenize_prompt(prompts[i], loaded.tokenizer, tools=examples[i].tools) for i in todo]
     with tqdm(total=len(prompt_ids), desc="generate", unit="ex", disable=not progress) as bar:
+        extra = {"grammars": [grammar] * len(prompt_ids)} if grammar is not None else {}
         completions = engine.generate_ids(
-            prompt_ids, params or SamplingParams(), batch_size=batch_size, progress=bar.update
+            prompt_ids, params or SamplingParams(), batch_size=batch_size, progress=bar.update, **extra
         )
     texts = {i: c.text for i, c in zip(todo, completions)}
     out = []
