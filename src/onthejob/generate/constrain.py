@@ -7,10 +7,10 @@ A ``Grammar`` is checked and compiled once (a bad schema is a ``GrammarError`` n
 fix); each row that decodes under it gets its own ``Constraint``, which masks the logits of every
 step to the tokens that keep the text inside the grammar and lets the row end (its end-of-turn
 tokens) only where the grammar is complete. The masks come from llguidance, chosen by
-measurement (benchmarks/json_decoding.py: a few hundredths of a millisecond per token, the same
-as xgrammar, without xgrammar's triton and TVM dependencies; lm-format-enforcer is tens of times
-slower). JSON is written the way ``json.dumps`` writes it (", " and ": ", no other whitespace),
-so a model cannot pad an answer with endless newlines.
+measurement (benchmarks/json_decoding.py on SmolLM2's 49k vocabulary: about 0.15 ms per token to
+compute, apply and advance, as xgrammar, without xgrammar's triton and TVM dependencies;
+lm-format-enforcer takes 30 to 50 times longer). JSON is written the way ``json.dumps`` writes it
+(", " and ": ", no other whitespace), so a model cannot pad an answer with endless newlines.
 """
 
 from __future__ import annotations
