@@ -26,3 +26,19 @@ def test_every_shipped_config_validates(path):
 
 def test_every_stage_ships_an_example():
     assert {stage(p) for p in CONFIGS} == {TrainConfig, ServeConfig, CompareConfig}
+
+
+def test_the_tool_example_data_is_what_its_script_writes_and_checks_clean(tmp_path):
+    import importlib.util
+
+    from onthejob.data.check import check_file
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / "tools"
+    spec = importlib.util.spec_from_file_location("make_data", folder / "make_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(tmp_path)
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert (tmp_path / name).read_bytes() == (folder / name).read_bytes(), f"rerun examples/tools/make_data.py"
+        report = check_file(folder / name)
+        assert not report.errors and all(p.code == "tools_inlined" for p in report.warnings), report.warnings
