@@ -86,3 +86,18 @@ def test_forced_calls_from_random_weights_follow_the_schema():
                              grammars=[grammar] * 4):
         _, [call] = parse_calls(c.text, HERMES, {"get_order"})
         jsonschema.validate(json.loads(call["function"]["arguments"]), TOOL["function"]["parameters"])
+
+
+def test_strict_auto_gives_text_or_calls_whose_arguments_follow_the_schema():
+    tok = tiny_tokenizer("chatml")
+    engine = Engine(lively_model(tok), tok)
+    grammar = call_grammar([TOOL], HERMES, choice="auto", parallel=False)
+    asks = [[{"role": "user", "content": f"order {i}?"}] for i in range(8)]
+    outs = engine.generate(asks, SamplingParams(max_new_tokens=60, temperature=1.5, seed=4), tools=[TOOL],
+                           grammars=[grammar] * 8)
+    for c in outs:
+        content, calls = parse_calls(c.text, HERMES, {"get_order"})
+        if calls:
+            jsonschema.validate(json.loads(calls[0]["function"]["arguments"]), TOOL["function"]["parameters"])
+        else:
+            assert not c.text.lstrip().startswith("<")  # the text branch cannot begin a malformed call

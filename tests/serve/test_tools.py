@@ -47,6 +47,32 @@ def client(server):
     return openai.OpenAI(base_url=server.url, api_key=KEY, max_retries=0)
 
 
+def test_chat_shapes_follow_the_reference_system_and_multi_turn(client, world):
+    from onthejob.generate.engine import Engine
+    from onthejob.generate.sampling import SamplingParams
+    from onthejob.models.adapters import load_for_inference
+
+    convo = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+             {"role": "assistant", "content": "Hello."}, {"role": "developer", "content": "Stay polite."},
+             {"role": "user", "content": "Where is order 7?"}]
+    reply = client.chat.completions.create(model="alpha", messages=convo, temperature=0, max_tokens=8)
+    assert reply.object == "chat.completion" and reply.model == "alpha" and isinstance(reply.created, int)
+    [choice] = reply.choices
+    assert (choice.index, choice.message.role, choice.message.tool_calls) == (0, "assistant", None)
+    assert choice.finish_reason in ("stop", "length")
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+    loaded = load_for_inference(world["alpha"])
+    as_engine = [{**m, "role": "system" if m["role"] == "developer" else m["role"]} for m in convo]
+    [alone] = Engine(loaded.model, loaded.tokenizer).generate([as_engine], SamplingParams(max_new_tokens=8))
+    assert choice.message.content == alone.text
+    chunks = list(client.chat.completions.create(model="alpha", messages=convo, temperature=0, max_tokens=8,
+                                                 stream=True, stream_options={"include_usage": True}))
+    assert {c.object for c in chunks} == {"chat.completion.chunk"} and len({c.id for c in chunks}) == 1
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+    assert [c.choices[0].finish_reason for c in chunks[:-1]][-1] == choice.finish_reason
+    assert "".join(c.choices[0].delta.content or "" for c in chunks[:-1]) == choice.message.content
+
+
 def _call_turn(client, stream=False, **kw):
     kw = {"model": "alpha", "messages": ASK, "tools": [ORDER_TOOL, WEATHER_TOOL], "temperature": 0, "max_tokens": 64,
           "tool_choice": {"type": "function", "function": {"name": "get_order"}}, **kw}
@@ -125,6 +151,7 @@ def test_tool_and_schema_errors_are_400s_naming_the_field(server):
         status, body = raw("POST", server.url + "/chat/completions",
                            {"model": "alpha", "messages": ASK, **extra}, key=KEY)
         assert status == 400, (extra, body)
+        assert set(body) == {"error"} and set(body["error"]) == {"message", "type", "param", "code"}
         assert body["error"]["type"] == "invalid_request_error" and words in body["error"]["message"], body
         assert (body["error"]["param"] or "").startswith(param), body
 

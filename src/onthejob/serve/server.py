@@ -2,8 +2,10 @@
 
     ojt serve --adapter support=runs/support --api-key "$KEY"     # http://127.0.0.1:8000/v1
 
-Endpoints: GET /v1/models, POST /v1/chat/completions, POST /v1/completions (both also streamed
-as server-sent events), POST /v1/embeddings, GET /health (it names the models only to callers
+Endpoints: GET /v1/models, POST /v1/chat/completions (tools and response formats:
+serve/shape.py), POST /v1/responses (serve/responses.py), POST /v1/completions (all three also
+streamed as server-sent events: serve/events.py), POST /v1/embeddings, POST /v1/feedback (a
+judgement of a kept answer: data/feedback.py), GET /health (it names the models only to callers
 with the API key, when one is set), GET /metrics, and, behind the API key,
 POST /admin/adapters and DELETE /admin/adapters/{name}. The server listens at once and loads the
 model in the background; until then model requests get 503. Each request's rows go to the
@@ -415,7 +417,8 @@ async def _rag(state: _State, model, messages, req) -> Any:
 class _Timing:
     """ASGI middleware: counts each request by endpoint and status, timed to its last byte."""
 
-    KNOWN = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/admin/adapters", "/health", "/metrics")
+    KNOWN = ("/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/feedback",
+             "/admin/adapters", "/health", "/metrics")
 
     def __init__(self, app, metrics: Metrics):
         self.app, self.metrics = app, metrics
