@@ -18,6 +18,7 @@ from onthejob.errors import DataError
 from onthejob.fsutil import file_hash
 from onthejob.synth.augment import FILE as AUGMENT_FILE
 from onthejob.train.config import Dataset, TrainConfig
+from onthejob.train.defaults import small_data
 
 
 @dataclass
@@ -32,6 +33,8 @@ class RunData:
     system_prompt: str | None = None  # set when every training example has this one system prompt
     replayed: list[Example] = field(default_factory=list)  # data.replay's base-model answers, mixed in
     augmented: list[dict] = field(default_factory=list)  # data.augment's paraphrase records, mixed in (RUN/augment.jsonl)
+    config: TrainConfig | None = None  # the run's config with the small-data defaults resolved (train/defaults.py)
+    derived: list[str] = field(default_factory=list)  # what those defaults chose, printed at start
 
 
 def _checked(ds: Dataset | str, tokenizer, config: TrainConfig) -> list[Example]:
@@ -69,7 +72,10 @@ def _tokenize(examples: list[Example], tokenizer, train_on: str) -> list[Tokeniz
 
 
 def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> RunData:
-    """``replay``: ``fn(system_prompt) -> [Example]``, the base model's answers to mix in
+    """The run's rows, and (``RunData.config``) its config with the small-data defaults of
+    train/defaults.py filled in: the run goes on with that one.
+
+    ``replay``: ``fn(system_prompt) -> [Example]``, the base model's answers to mix in
     (``train/replay.py``), called once the training data's system prompt is known.
     ``augment``: ``fn(examples) -> [record]``, paraphrase records of one dataset's training
     examples (``synth/augment.py``), called after the eval split: no eval question is reworded
@@ -104,6 +110,7 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> Run
     if not seqs:
         raise DataError("no training example has a supervised token", fix="check data.train_on and the assistant turns")
     eval_seqs = _tokenize(held, tokenizer, config.data.train_on)
+    config, derived = small_data(config, examples=len(seqs))  # packing, epochs and lr for few examples
     max_len = config.data.max_seq_len
     if config.data.pack:
         rows = pack(seqs, max_len, seed=config.seed)
@@ -112,6 +119,8 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> Run
         rows = [r for s in seqs for r in pack([s], max_len)]
         eval_rows = [r for s in eval_seqs for r in pack([s], max_len)]
     return RunData(
+        config=config,
+        derived=derived,
         system_prompt=system_prompt,
         replayed=replayed,
         augmented=augmented,

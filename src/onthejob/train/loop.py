@@ -193,6 +193,7 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
     set_seed(config.seed)
     base, tokenizer = load_model(config.model, on_convert=say)
     data = prepare(config, tokenizer, replay=_replay(config, base, tokenizer, run_dir), augment=_augment(config, base, tokenizer, run_dir))  # before any adapter
+    config = data.config  # with the small-data defaults (train/defaults.py) for what it left unset
     model = build(base, config)
     bf16 = use_bf16(config, acc.device)
     if bf16 and config.method != "full":  # full fine-tuning saves every weight: none may be rounded

@@ -284,6 +284,7 @@ def plan_report(config: TrainConfig, gpus: list[str] | None = None) -> tuple[lis
     names = [gpu_name(g) for g in (gpus or DEFAULT_GPUS)]
     shape = Shape.of(AutoConfig.from_pretrained(resolve(config.model)))
     data = prepare(config, load_tokenizer(config.model))
+    config = data.config  # what the run will use, small-data defaults included
     work = workload(config, data)
     bf16 = use_bf16(config, torch.device("cpu"))
     estimates = [here(shape, config, work, bf16=bf16)] + [on_gpu(n, shape, config, work) for n in names]
@@ -300,5 +301,6 @@ def plan_report(config: TrainConfig, gpus: list[str] | None = None) -> tuple[lis
     for e in estimates:
         memory = f"{e.peak_bytes / GIB:.1f} GiB" + ("" if e.fits else " (too much)")
         lines.append(f"{e.where:58} {e.tokens_per_s:9,.0f} {_duration(e.seconds_per_epoch):>10} {_duration(e.seconds_per_epoch * epochs):>10} {memory:>12}")
+    lines += [f"derived    {note}" for note in data.derived]
     lines += ["", "Estimates: this machine's within about 30% (measured matmul speed, calibrated costs); the GPUs' rougher (an assumed share of the data-sheet peak)."]
     return estimates, "\n".join(lines)

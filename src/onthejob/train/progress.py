@@ -28,7 +28,7 @@ def describe_start(config, data, plan, total: int, trainable: int, n_total: int,
         f"steps      {total} ({plan.steps_per_epoch} per epoch), lr {config.optim.lr:g} {config.optim.schedule}",
         f"precision  {'bf16 autocast' if bf16 else 'fp32'} on {acc.device}",
         f"run        {config.output_dir}" + (f" (resumed at step {resumed_at})" if resumed_at is not None else ""),
-    ]
+    ] + [f"derived    {note}" for note in data.derived]
     say("\n".join(lines))
 
 
