@@ -68,13 +68,13 @@ def test_unknown_functions_and_plain_text_are_content():
 
 def test_a_stream_holds_back_call_markup_and_shows_the_rest():
     pieces = ["Let me", " check <", "tool_call>\n{\"name\": \"get_order\", ", '"arguments": {}}\n</tool_call>']
-    stream = ToolStream(HERMES, {"get_order"})
+    stream = ToolStream(HERMES)
     shown = "".join(stream.push(p) for p in pieces)
-    tail, calls = stream.finish()
-    assert (shown + tail, len(calls)) == ("Let me check", 1)
-    plain = ToolStream(HERMES, {"get_order"})
+    _, calls = parse_calls("".join(pieces), HERMES, {"get_order"})
+    assert (shown + stream.rest(called=bool(calls)), len(calls)) == ("Let me check", 1)
+    plain = ToolStream(HERMES)
     shown = "".join(plain.push(p) for p in ["a <b> ", "<to", "day"])
-    assert shown + plain.finish()[0] == "a <b> <today"
+    assert shown + plain.rest(called=False) == "a <b> <today"
 
 
 def test_forced_calls_from_random_weights_follow_the_schema():

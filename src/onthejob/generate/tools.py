@@ -86,8 +86,8 @@ def parse_calls(text: str, syntax: ToolSyntax, names: set[str]) -> tuple[str | N
 class ToolStream:
     """Streamed text in, content out: text from where a call may start is held until the end."""
 
-    def __init__(self, syntax: ToolSyntax, names: set[str]):
-        self.syntax, self.names = syntax, names
+    def __init__(self, syntax: ToolSyntax):
+        self.syntax = syntax
         self.text, self.sent = "", 0
 
     def push(self, delta: str) -> str:
@@ -99,13 +99,13 @@ class ToolStream:
         out, self.sent = self.text[self.sent : max(end, self.sent)], max(end, self.sent)
         return out
 
-    def finish(self) -> tuple[str, list[dict]]:
-        """(content not yet shown, calls) once generation has ended. Held-back text never passed
-        the start of a call, so the content left is what lies between."""
-        _, calls = parse_calls(self.text, self.syntax, self.names)
-        if not calls:
-            return self.text[self.sent :], []
-        return self.text[self.sent : _call_start(self.text, self.syntax)].rstrip(), calls
+    def rest(self, called: bool) -> str:
+        """The content not yet shown, once generation has ended: up to the first call when the
+        answer made calls (as ``parse_calls`` found), else all of it. Held-back text never
+        passed the start of a call."""
+        if not called:
+            return self.text[self.sent :]
+        return self.text[self.sent : _call_start(self.text, self.syntax)].rstrip()
 
 
 def call_grammar(tools: list[dict], syntax: ToolSyntax, *, choice: str | None, parallel: bool,

@@ -50,11 +50,23 @@ def error_for(event: Event) -> api.APIError:
     return api.APIError(503, "the model was unloaded while answering", type="server_error", code="model_unloaded")
 
 
-async def events(state, job, channel: Channel, n: int, started: float) -> AsyncIterator[Event | api.APIError]:
-    """The rows' events until all ``n`` have finished; a stopped row ends it with an ``APIError``."""
+async def events(state, job, channel: Channel, n: int, started: float,
+                 request=None) -> AsyncIterator[Event | api.APIError | None]:
+    """The rows' events until all ``n`` have finished; a stopped row ends it with an ``APIError``.
+    With ``request``, its connection is checked every ``POLL_SECONDS`` while no event comes, and
+    a closed one ends it with None (a stream needs no check: Starlette stops it)."""
     finished, first = 0, True
     while finished < n:
-        event = await channel.queue.get()
+        if request is None:
+            event = await channel.queue.get()
+        else:
+            try:
+                event = await asyncio.wait_for(channel.queue.get(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                if await request.is_disconnected():
+                    yield None
+                    return
+                continue
         if event.error:
             yield error_for(event)
             return
@@ -68,20 +80,12 @@ async def events(state, job, channel: Channel, n: int, started: float) -> AsyncI
 async def collect(state, request, job, channel: Channel, n: int, started: float) -> list[Answer] | None:
     """All ``n`` answers whole; None when the client went away (the rows are stopped)."""
     texts, finishes, counts = [""] * n, [None] * n, [0] * n
-    first = True
     try:
-        while any(f is None for f in finishes):
-            try:
-                event = await asyncio.wait_for(channel.queue.get(), POLL_SECONDS)
-            except asyncio.TimeoutError:
-                if await request.is_disconnected():
-                    return None
-                continue
-            if event.error:
-                raise error_for(event)
-            if first and event.text:
-                state.metrics.time_to_first_token(time.perf_counter() - started)
-                first = False
+        async for event in events(state, job, channel, n, started, request):
+            if event is None:
+                return None
+            if isinstance(event, api.APIError):
+                raise event
             texts[event.index] += event.text
             finishes[event.index], counts[event.index] = event.finish, event.completion_tokens
     finally:
@@ -93,7 +97,7 @@ async def chat_stream(state, job, channel, rid, model, n, chat, include_usage, s
     """Server-sent events of chat or text completions; tool calls come as ``delta.tool_calls``
     once complete, and ``keep(outcomes)`` stores the chat answers for feedback."""
     created, counts, prompt = int(time.time()), [0] * n, len(job.requests[0].prompt)
-    tools = [ToolStream(shape.syntax, shape.names) if shape and shape.syntax else None for _ in range(n)]
+    tools = [ToolStream(shape.syntax) if shape and shape.syntax else None for _ in range(n)]
     texts, outcomes = [""] * n, [None] * n
 
     def chunk(index, text, finish, role=False, calls=None):
@@ -127,7 +131,7 @@ async def chat_stream(state, job, channel, rid, model, n, chat, include_usage, s
             content, calls, finish = shape.outcome(texts[i], event.finish) if shape else (texts[i], [], event.finish)
             outcomes[i] = (content, calls, finish)
             if held:
-                text += held.finish()[0]
+                text += held.rest(called=bool(calls))
             if text:
                 yield chunk(i, text, None)
             if calls:
@@ -147,7 +151,7 @@ async def chat_stream(state, job, channel, rid, model, n, chat, include_usage, s
 
 async def response_stream(state, job, channel, reply, keep, started) -> AsyncIterator[str]:
     """The Responses API's server-sent events for one answer (serve/responses.py builds them)."""
-    held = ToolStream(reply.shape.syntax, reply.shape.names) if reply.shape.syntax else None
+    held = ToolStream(reply.shape.syntax) if reply.shape.syntax else None
     text, tokens = "", 0
     try:
         for line in reply.opening():
@@ -158,12 +162,12 @@ async def response_stream(state, job, channel, reply, keep, started) -> AsyncIte
                 return
             text, tokens = text + event.text, event.completion_tokens
             delta = held.push(event.text) if held else event.text
-            if event.finish is not None:
-                delta += held.finish()[0] if held else ""
+            outcome = None if event.finish is None else reply.shape.outcome(text, event.finish)
+            if outcome is not None and held:
+                delta += held.rest(called=bool(outcome[1]))
             for line in reply.text_delta(delta):
                 yield line
-            if event.finish is not None:
-                outcome = reply.shape.outcome(text, event.finish)
+            if outcome is not None:
                 keep([outcome])
                 for line in reply.closing(outcome, tokens):
                     yield line
