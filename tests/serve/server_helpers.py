@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -30,6 +31,19 @@ def make_world(root: Path) -> dict[str, Path]:
     beta_tok.chat_template = BETA_TEMPLATE
     beta_tok.save_pretrained(root / "runs" / "beta" / "final")
     return {"base": base, "runs": root / "runs", "alpha": root / "runs" / "alpha", "beta": root / "runs" / "beta"}
+
+
+@contextlib.contextmanager
+def served(config):
+    """A ready server for ``config`` in this process (what ``ojt serve`` runs), stopped after."""
+    from onthejob.serve.server import create_app
+
+    s = ServerThread(create_app(config))
+    s.wait_ready()
+    try:
+        yield s
+    finally:
+        s.stop()
 
 
 class ServerThread:

@@ -12,7 +12,7 @@ import pytest
 
 from onthejob.serve.config import ServeConfig
 from onthejob.serve.server import create_app
-from tests.serve.server_helpers import ServerThread, raw
+from tests.serve.server_helpers import ServerThread, raw, served
 
 KEY = "edge-key"
 HELLO = [{"role": "user", "content": "Hello!"}]
@@ -24,10 +24,8 @@ def server(world):
     config = ServeConfig(model=str(world["base"]), adapters={"alpha": str(world["alpha"])}, adapter_dirs=[world["runs"]],
                          api_key=KEY, max_tokens=8, max_request_bytes=200_000, read_timeout=READ_TIMEOUT,
                          feedback_db=None)
-    s = ServerThread(create_app(config))
-    s.wait_ready()
-    yield s
-    s.stop()
+    with served(config) as s:
+        yield s
 
 
 def _openai_error(status, body, param=None) -> int:

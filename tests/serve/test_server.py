@@ -19,7 +19,7 @@ from onthejob.generate.engine import Engine
 from onthejob.generate.sampling import SamplingParams
 from onthejob.serve.config import ServeConfig
 from onthejob.serve.server import create_app
-from tests.serve.server_helpers import ServerThread, raw
+from tests.serve.server_helpers import ServerThread, raw, served
 
 KEY = "test-key"
 HELLO = [{"role": "user", "content": "Hello! How can I help you today?"}]
@@ -32,10 +32,8 @@ def server(world):
         rag={"docs": "handbook"}, adapter_dirs=[world["runs"]], api_key=KEY,
         max_tokens=64, max_queue=8, max_request_bytes=20_000, feedback_db=None,
     )
-    s = ServerThread(create_app(config))
-    s.wait_ready()
-    yield s
-    s.stop()
+    with served(config) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

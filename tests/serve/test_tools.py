@@ -12,8 +12,7 @@ import openai
 import pytest
 
 from onthejob.serve.config import ServeConfig
-from onthejob.serve.server import create_app
-from tests.serve.server_helpers import ServerThread, raw
+from tests.serve.server_helpers import raw, served
 
 KEY = "tool-key"
 ORDER_TOOL = {"type": "function", "function": {
@@ -36,10 +35,8 @@ ASK = [{"role": "user", "content": "Where is my order 7?"}]
 def server(world, tmp_path_factory):
     config = ServeConfig(model=str(world["base"]), adapters={"alpha": str(world["alpha"])}, api_key=KEY,
                          max_tokens=96, feedback_db=tmp_path_factory.mktemp("fb") / "feedback.sqlite")
-    s = ServerThread(create_app(config))
-    s.wait_ready()
-    yield s
-    s.stop()
+    with served(config) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
