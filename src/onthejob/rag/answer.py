@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from onthejob.errors import ConfigError, RagError
+from onthejob.rag.compress import compress
 from onthejob.rag.config import DEFAULT_TEMPLATE, DEFAULT_THRESHOLD, RetrievalConfig, missing_placeholders
 from onthejob.rag.embed import Embedder, cached_embedder
 from onthejob.rag.rerank import Reranker, cached_reranker, rerank
@@ -90,9 +91,11 @@ def rag_messages(
     hits: list[Hit],
     template: str = DEFAULT_TEMPLATE,
     threshold: float = DEFAULT_THRESHOLD,
+    sentences: int | None = None,
 ) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
     """The conversation with the last user message wrapped in ``template``, and the passages' sources
-    (``{n, doc, page, heading, text}``; ``cited`` leaves the text out of what it returns).
+    (``{n, doc, page, heading, text}``; ``cited`` leaves the text out of what it returns). With
+    ``sentences``, each passage is cut to that many sentences matching the question (rag/compress.py).
 
     Returns ``(None, [])`` when no hit reaches ``threshold``: answer ``NOT_COVERED`` without the model.
     A hit without a dense score (a sparse-only hit of a store that cannot score it) counts as passing.
@@ -107,7 +110,8 @@ def rag_messages(
     for n, hit in enumerate(hits, start=1):
         c = hit.chunk
         sources.append({"n": n, "doc": c.doc, "page": c.meta.get("page"), "heading": c.meta.get("heading"), "text": c.text})
-        blocks.append(f"[{n}] {source_label(c.doc, c.meta)}\n{c.text}")
+        text = compress(c.text, question, sentences=sentences) if sentences else c.text
+        blocks.append(f"[{n}] {source_label(c.doc, c.meta)}\n{text}")
     prompt = template.replace("{context}", "\n\n".join(blocks)).replace("{question}", question)
     wrapped = [dict(m) for m in messages]
     wrapped[at] = {**wrapped[at], "content": prompt}
@@ -170,7 +174,7 @@ class Retriever:
 
     def prepare(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
         hits = self.search(_content(messages[_last_user(messages)]))
-        return rag_messages(messages, hits, self.config.template, self.config.threshold)
+        return rag_messages(messages, hits, self.config.template, self.config.threshold, self.config.sentences)
 
     def close(self) -> None:
         self.store.close()

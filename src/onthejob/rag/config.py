@@ -32,6 +32,7 @@ DEFAULT_TEMPLATE = (
     "passage it comes from as [1], [2], ... If the passages do not contain the answer, say so.\n\n"
     "{context}\n\nQuestion: {question}"
 )
+MAX_SENTENCES = 1000  # of one passage, with passage compression
 MAX_CHUNK_TOKENS = 8192  # the longest input of common embedding models; most take 256-512
 
 
@@ -81,6 +82,7 @@ class RetrievalConfig(Section):
     reranker: str | None = Field(None, description="a sentence-transformers CrossEncoder folder (a hub id only with a network) that reorders the fused candidates before k are kept; none = no reranking")
     embed_model: str | None = Field(None, description="the query embedding model, which must be the collection's; none = the collection's own")
     template: str = Field(DEFAULT_TEMPLATE, description="the prompt wrapped around the passages; holds {context} and {question}")
+    sentences: int | None = Field(None, ge=1, le=MAX_SENTENCES, description="cut each passage to the N sentences sharing the most words with the question (rag/compress.py); none = whole passages")
 
     @field_validator("collection")
     @classmethod
