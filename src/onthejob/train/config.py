@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from onthejob import config
 from onthejob.config import Section, cross_field, merge, set_dotted  # noqa: F401 - train.config's own API
 from onthejob.models.registry import DEFAULT_MODEL
+from onthejob.rag.config import DEFAULT_TEMPLATE, MAX_SENTENCES, missing_placeholders, named
+from onthejob.rag.store import MODES
 from onthejob.synth.config import MAX_PARAPHRASES, TeacherConfig
 
 # Bounds on the sizes a config sets: far above any real run, low enough that a typo (1e11 rows)
@@ -30,6 +32,7 @@ MAX_RANK = 1 << 14
 MAX_LAYERS = 10_000
 MAX_WEIGHT = 1000  # mixing weight: copies of a dataset per epoch
 MAX_REPLAY = 10_000  # base-model answers generated before training
+MAX_PASSAGES = 100  # passages around one training question
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 Beta = Annotated[float, Field(ge=0, lt=1)]  # an AdamW moment decay: 1 or more never forgets, <0 diverges
 
@@ -56,6 +59,32 @@ class AugmentSection(Section):
     cache: str | None = Field(None, description="the teacher's reply cache (SQLite); null = ONTHEJOB_HOME/synth/cache.sqlite3")
 
 
+class RagTrainSection(Section):
+    collection: str = Field(min_length=1, description="the collection (ojt rag index) whose passages are retrieved for every training question")
+    k: int = Field(5, ge=1, le=MAX_PASSAGES, description="passages retrieved for each question; train with the k the run will answer with (ojt compare --rag-k)")
+    distractors: int = Field(1, ge=0, le=MAX_PASSAGES, description="random passages of the collection put in among them, so the model learns to pass over what does not answer")
+    cite: bool = Field(True, description="end each answer with [n], the passage holding its facts, as the RAG prompt asks")
+    not_covered: float = Field(0.0, ge=0, le=1, description="share of questions also trained with only passages that lack the answer, answering that the documents do not cover it")
+    closed_book: bool = Field(True, description="also train every question without passages, so the run answers well both ways (ft and ft+rag)")
+    store: str | None = Field(None, description="store URL holding the collection; none = the embedded store under ONTHEJOB_HOME")
+    mode: Literal[MODES] = Field("hybrid", description="retrieval: hybrid (vectors and keywords), dense or sparse, as the run will answer")
+    template: str = Field(DEFAULT_TEMPLATE, description="the prompt wrapped around the passages, as the run will answer with it; holds {context} and {question}")
+    sentences: int | None = Field(None, ge=1, le=MAX_SENTENCES, description="cut each passage to the N sentences sharing the most words with the question, as the run will answer (--rag-sentences); none = whole passages")
+
+    @field_validator("collection")
+    @classmethod
+    def _named(cls, collection: str) -> str:
+        return named(collection)
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, template: str) -> str:
+        missing = missing_placeholders(template)
+        if missing:
+            raise ValueError(f"lacks {' and '.join(missing)}; write both {{context}} and {{question}} in it")
+        return template
+
+
 class DataConfig(Section):
     train: list[Dataset] = Field(default_factory=list, min_length=1, description="training datasets, mixed by weight")
     eval: str | None = Field(None, description="a separate eval file; null = hold out eval_split of the training data")
@@ -65,6 +94,7 @@ class DataConfig(Section):
     pack: bool = Field(True, description="pack several examples per row (attention never crosses examples)")
     replay: ReplayConfig | None = Field(None, description="self-distillation against forgetting: mix in the base model's own answers to general prompts, e.g. {n: 100}")
     augment: AugmentSection | None = Field(None, description="paraphrase augmentation: mix in rewordings of every training question (never of eval data), e.g. {paraphrases: 4}")
+    rag: RagTrainSection | None = Field(None, description="retrieval-augmented fine-tuning: train every question with the passages a collection retrieves for it (RUN/rag.jsonl), e.g. {collection: hr, k: 5}")
 
 
 class LoraSection(Section):
@@ -92,6 +122,12 @@ class OptimConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0, description="clip the global gradient norm to this; null = no clipping")
 
 
+class SelectSection(Section):
+    by: Literal["auto", "facts", "last"] = Field("auto", description="which weights become final/: facts = the evaluation whose greedy answers to data.eval's questions recall the most facts; last = the last step; auto = facts when data.eval lists facts")
+    questions: int = Field(50, ge=1, le=MAX_REPLAY, description="data.eval questions with facts answered at each evaluation (the first N)")
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="longest answer at those evaluations")
+
+
 class TrainConfig(Section):
     model: str = Field(DEFAULT_MODEL, description="base model: a known name, a local Hugging Face folder or a hub id")
     output_dir: str = Field("runs/run", description="the run folder: config, metrics, checkpoints and final/")
@@ -111,7 +147,8 @@ class TrainConfig(Section):
     loss_chunk: int = Field(2048, ge=64, le=MAX_SEQ_LEN, description="supervised positions per chunk of the cross-entropy (bounds logits memory)")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed for data order, splits, initialisation and dropout")
     eval_every: int = Field(0, ge=0, le=MAX_STEPS, description="evaluate every N steps (0 = only at the end)")
-    early_stopping_patience: int | None = Field(None, ge=1, le=MAX_STEPS, description="stop after this many evaluations without a better eval loss")
+    early_stopping_patience: int | None = Field(None, ge=1, le=MAX_STEPS, description="stop after this many evaluations without a better facts recall (selecting by facts) or eval loss")
+    select: SelectSection = Field(default_factory=SelectSection, description="selection by answers: the step whose answers recall the most facts becomes final/ (train/select.py)")
     save_every: int = Field(0, ge=0, le=MAX_STEPS, description="checkpoint every N steps (0 = only at the end and on Ctrl-C)")
     keep_checkpoints: int = Field(2, ge=1, le=1000, description="keep the last K checkpoints")
     log_every: int = Field(1, ge=1, le=MAX_STEPS, description="write metrics every N steps")
@@ -142,6 +179,8 @@ class TrainConfig(Section):
             problems.append(("data.eval, data.eval_split", "give data.eval or data.eval_split, not both"))
         if self.method == "ia3" and self.freeze_layers:
             problems.append(("freeze_layers, method", "freeze_layers works with method lora or full, not ia3"))
+        if self.select.by == "facts" and not self.data.eval:
+            problems.append(("select.by, data.eval", "select.by facts needs an eval file whose questions list facts (data.eval)"))
         if self.early_stopping_patience and not (self.data.eval or self.data.eval_split):
             problems.append(("early_stopping_patience, data.eval, data.eval_split", "early_stopping_patience needs eval data (data.eval or data.eval_split)"))
         if problems:

@@ -18,7 +18,7 @@ from onthejob.errors import DataError
 from onthejob.fsutil import file_hash
 from onthejob.synth.augment import FILE as AUGMENT_FILE
 from onthejob.train.config import Dataset, TrainConfig
-from onthejob.train.defaults import small_data
+from onthejob.train.defaults import rag_rows, small_data
 
 
 @dataclass
@@ -33,6 +33,7 @@ class RunData:
     system_prompt: str | None = None  # set when every training example has this one system prompt
     replayed: list[Example] = field(default_factory=list)  # data.replay's base-model answers, mixed in
     augmented: list[dict] = field(default_factory=list)  # data.augment's paraphrase records, mixed in (RUN/augment.jsonl)
+    with_passages: list[dict] = field(default_factory=list)  # data.rag's passage-wrapped records, mixed in (RUN/rag.jsonl)
     config: TrainConfig | None = None  # the run's config with the small-data defaults resolved (train/defaults.py)
     derived: list[str] = field(default_factory=list)  # what those defaults chose, printed at start
 
@@ -71,7 +72,7 @@ def _tokenize(examples: list[Example], tokenizer, train_on: str) -> list[Tokeniz
     return [t for t in (tokenize_example(e, tokenizer, train_on=train_on) for e in examples) if t.n_supervised]
 
 
-def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> RunData:
+def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None, rag=None) -> RunData:
     """The run's rows, and (``RunData.config``) its config with the small-data defaults of
     train/defaults.py filled in: the run goes on with that one.
 
@@ -79,12 +80,16 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> Run
     (``train/replay.py``), called once the training data's system prompt is known.
     ``augment``: ``fn(examples) -> [record]``, paraphrase records of one dataset's training
     examples (``synth/augment.py``), called after the eval split: no eval question is reworded
-    into training. They are mixed by the dataset's weight, like its originals."""
+    into training. They are mixed by the dataset's weight, like its originals.
+    ``rag``: ``fn(examples, fits) -> [Example]``, the examples to train on with their retrieved
+    passages (``train/rag.py``), after augmentation; ``fits(messages)`` says whether a
+    conversation fits a row."""
+    config, derived = rag_rows(config)
     rng = random.Random(config.seed)
     train: list[Example] = []
     held: list[Example] = []
     augmented: list[dict] = []
-    counts = {}
+    counts, copies = {}, 0
     for ds in config.data.train:
         examples = _checked(ds, tokenizer, config)
         if config.data.eval_split:
@@ -95,6 +100,10 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> Run
             examples = examples + [Example(r["messages"], r.get("tools"), source=AUGMENT_FILE, line=len(augmented) + i)
                                    for i, r in enumerate(records, 1)]
             augmented += records
+        if rag is not None:
+            before = len(examples)
+            examples = rag(examples, lambda messages: _fits(messages, tokenizer, config))
+            copies += len(examples) - before
         mixed = _mix(examples, ds.weight, rng)
         counts[ds.path] = len(mixed)
         train += mixed
@@ -110,7 +119,9 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> Run
     if not seqs:
         raise DataError("no training example has a supervised token", fix="check data.train_on and the assistant turns")
     eval_seqs = _tokenize(held, tokenizer, config.data.train_on)
-    config, derived = small_data(config, examples=len(seqs))  # packing, epochs and lr for few examples
+    # packing and epochs for few examples; a question trained with and without passages is one example
+    config, small = small_data(config, examples=len(seqs) - copies)
+    derived += small
     max_len = config.data.max_seq_len
     if config.data.pack:
         rows = pack(seqs, max_len, seed=config.seed)
@@ -124,6 +135,7 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> Run
         system_prompt=system_prompt,
         replayed=replayed,
         augmented=augmented,
+        with_passages=rag.records if rag is not None else [],
         train_rows=rows,
         eval_rows=eval_rows,
         counts=counts,
@@ -132,6 +144,10 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None) -> Run
         train_tokens=sum(len(r) for r in rows),
         supervised_tokens=sum(sum(1 for x in r.labels if x != -100) for r in rows),
     )
+
+
+def _fits(messages: list[dict], tokenizer, config: TrainConfig) -> bool:
+    return len(tokenize_example(Example(messages), tokenizer, train_on=config.data.train_on).input_ids) <= config.data.max_seq_len
 
 
 def fingerprint(config: TrainConfig) -> dict[str, str]:

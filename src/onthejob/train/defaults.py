@@ -24,6 +24,7 @@ import math
 
 from onthejob.train.config import TrainConfig
 
+RAG_ROW = 2048  # data.max_seq_len when data.rag is set and it is not: five 256-token passages and a question
 SMALL = 300  # training examples under which the rule applies
 MAX_EPOCHS = 8
 
@@ -45,3 +46,13 @@ def small_data(config: TrainConfig, *, examples: int) -> tuple[TrainConfig, list
     changed = config.model_copy(update={**top, "data": config.data.model_copy(update=data)})
     notes.append("(small-data defaults, train/defaults.py; set any of these keys to choose yourself)")
     return changed, notes
+
+
+def rag_rows(config: TrainConfig) -> tuple[TrainConfig, list[str]]:
+    """With ``data.rag`` and ``data.max_seq_len`` unset, rows of ``RAG_ROW`` tokens: the default
+    1,024 would cut five passages of 256 tokens to fewer (train/rag.py drops passages that do not
+    fit rather than cutting the answer)."""
+    if config.data.rag is None or "max_seq_len" in config.data.model_fields_set:
+        return config, []
+    changed = config.model_copy(update={"data": config.data.model_copy(update={"max_seq_len": RAG_ROW})})
+    return changed, [f"data.max_seq_len {RAG_ROW}: rows that hold data.rag's {config.data.rag.k} passages and the question"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import signal
 import sys
 import time
@@ -23,7 +24,7 @@ import torch
 from onthejob.data.pack import collate
 from onthejob.errors import ConfigError, OjtError, RunError
 from onthejob.synth import augment
-from onthejob.train import checkpoint, config as cfg, replay, runfolder
+from onthejob.train import checkpoint, config as cfg, rag as rag_data, replay, runfolder, select
 from onthejob.train.attention import use_packed_attention
 from onthejob.train.bf16 import hand_on_norm_outputs_in_bf16, store_frozen_weights_in_bf16
 from onthejob.train.data import fingerprint, prepare
@@ -85,6 +86,9 @@ class Session:
     run_id: str | None = None
     step: int = 0
     state: dict = field(default_factory=dict)
+    answers: Any = None  # select.AnswerCheck: eval questions answered at each evaluation, or None
+    bf16: bool = False
+    track: dict = field(default_factory=dict)  # best eval loss / facts recall so far, evaluations since (in checkpoints)
 
 
 def run(config: cfg.TrainConfig, *, resume: Path | None = None, overwrite: bool = False) -> Path:
@@ -103,7 +107,7 @@ def _train(s: Session) -> Path:
     config = s.config
     metrics = runfolder.Metrics(s.run_dir, resume_step=s.step if s.state else None, enabled=s.acc.is_main_process)
     progress = Progress(s.total, s.step, enabled=s.acc.is_main_process)
-    best, bad_evals = s.state.get("best_eval_loss"), s.state.get("bad_evals", 0)
+    s.track = {k: s.state.get(k) for k in ("best_eval_loss", "best_recall", "best_step", "last_recall")} | {"bad_evals": s.state.get("bad_evals", 0)}
     bad_steps = 0
     with StopFlag() as stop, contextlib.closing(progress):  # an error starts on a line of its own
         while s.step < s.total:
@@ -118,15 +122,10 @@ def _train(s: Session) -> Path:
                 metrics.log(step=s.step, epoch=round(s.plan.epoch_of(s.step), 4), loss=loss, grad_norm=norm, lr=lr, tokens=tokens,
                             tokens_per_s=tokens / seconds, **({"skipped": True} if bad_steps else {}))
             if s.data.eval_rows and ((config.eval_every and s.step % config.eval_every == 0) or s.step == s.total):
-                ev = evaluate(s)
-                metrics.log(step=s.step, **ev)
-                progress.note(f"step {s.step}: eval loss {ev['eval_loss']:.4f}, token accuracy {ev['eval_accuracy']:.1%}")
-                best, bad_evals = (ev["eval_loss"], 0) if best is None or ev["eval_loss"] < best else (best, bad_evals + 1)
-                if config.early_stopping_patience and bad_evals >= config.early_stopping_patience:
-                    progress.note(f"early stopping: no better eval loss in {bad_evals} evaluations (best {best:.4f})")
-                    s.total = s.step
+                evaluate_step(s, metrics, progress)
+                maybe_stop_early(s, progress)
             if (config.save_every and s.step % config.save_every == 0) or stop.requested:
-                save_checkpoint(s, {"best_eval_loss": best, "bad_evals": bad_evals})
+                save_checkpoint(s, s.track)
             if stop.requested and s.step < s.total:
                 progress.close()
                 say(f"stopped at step {s.step}/{s.total}; continue with: ojt train --resume {s.run_dir}")
@@ -135,6 +134,37 @@ def _train(s: Session) -> Path:
                 os.kill(os.getpid(), signal.SIGKILL)
     _finish(s, metrics)
     return s.run_dir
+
+
+def evaluate_step(s: Session, metrics: runfolder.Metrics, progress: Progress) -> bool:
+    """Eval loss, and with ``select.by`` facts the facts recall of answers to the eval questions
+    (the best weights kept in RUN/best/); logged and noted. True when this evaluation is the best
+    (the one early stopping counts from)."""
+    ev = evaluate(s)
+    t = s.track
+    if s.answers is not None:
+        ev["eval_facts_recall"] = t["last_recall"] = answer_recall(s)
+        better = t["best_recall"] is None or ev["eval_facts_recall"] > t["best_recall"]  # a tie keeps the earlier step
+        if better:
+            t["best_recall"], t["best_step"] = ev["eval_facts_recall"], s.step
+            save_best(s)
+    else:
+        better = t["best_eval_loss"] is None or ev["eval_loss"] < t["best_eval_loss"]
+    if t["best_eval_loss"] is None or ev["eval_loss"] < t["best_eval_loss"]:
+        t["best_eval_loss"] = ev["eval_loss"]
+    t["bad_evals"] = 0 if better else t["bad_evals"] + 1
+    metrics.log(step=s.step, **ev)
+    recall = f", facts recall {ev['eval_facts_recall']:.3f}" if s.answers is not None else ""
+    progress.note(f"step {s.step}: eval loss {ev['eval_loss']:.4f}, token accuracy {ev['eval_accuracy']:.1%}{recall}")
+    return better
+
+
+def maybe_stop_early(s: Session, progress: Progress) -> None:
+    t, patience = s.track, s.config.early_stopping_patience
+    if patience and t["bad_evals"] >= patience:
+        what = f"facts recall (best {t['best_recall']:.3f})" if s.answers is not None else f"eval loss (best {t['best_eval_loss']:.4f})"
+        progress.note(f"early stopping: no better {what} in {t['bad_evals']} evaluations")
+        s.total = s.step
 
 
 def _non_finite(s: Session, progress: Progress, loss: float, norm: float, in_a_row: int) -> None:
@@ -192,7 +222,8 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
     run_id, ckpt = _open_run_folder(acc, run_dir, resume=resume is not None, overwrite=overwrite)
     set_seed(config.seed)
     base, tokenizer = load_model(config.model, on_convert=say)
-    data = prepare(config, tokenizer, replay=_replay(config, base, tokenizer, run_dir), augment=_augment(config, base, tokenizer, run_dir))  # before any adapter
+    data = prepare(config, tokenizer, replay=_replay(config, base, tokenizer, run_dir), augment=_augment(config, base, tokenizer, run_dir),
+                   rag=_rag(config, run_dir))  # before any adapter
     config = data.config  # with the small-data defaults (train/defaults.py) for what it left unset
     model = build(base, config)
     bf16 = use_bf16(config, acc.device)
@@ -206,6 +237,7 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
     micro = micro_batch(config, len(data.train_rows), acc.num_processes)
     plan = Plan(len(data.train_rows), micro_batch=micro, grad_accum=config.grad_accum, world=acc.num_processes, seed=config.seed)
     total = plan.total_steps(config.epochs, config.max_steps)
+    answers, config = _answer_check(config, data, plan, acc)
     o = config.optim
     warmup = o.warmup_steps if o.warmup_steps is not None else int(o.warmup_ratio * total)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -228,10 +260,49 @@ def setup(config: cfg.TrainConfig, resume: Path | None, *, overwrite: bool = Fal
                 replay.save(run_dir, data.replayed)
             if data.augmented:
                 augment.save(run_dir, data.augmented)
+            if data.with_passages:
+                rag_data.save(run_dir, data.with_passages)
         else:
             runfolder.update_info(run_dir, status="running", error=None, resumed=time.strftime("%Y-%m-%dT%H:%M:%S"))
     autocast = torch.autocast(acc.device.type, dtype=torch.bfloat16, enabled=bf16)
-    return Session(config, acc, run_dir, tokenizer, data, plan, total, forward, optimizer, scheduler, params, autocast, run_id, state.get("step", 0), state)
+    return Session(config, acc, run_dir, tokenizer, data, plan, total, forward, optimizer, scheduler, params, autocast, run_id,
+                   state.get("step", 0), state, answers=answers, bf16=bf16)
+
+
+def _answer_check(config: cfg.TrainConfig, data, plan: Plan, acc):
+    """``select``'s check (None when final/ is the last step), and the config with eval_every
+    once an epoch when selecting by answers and it was left at 0."""
+    if acc.distributed_type.name == "FSDP":  # sharded weights cannot answer on one process
+        if config.select.by == "facts":
+            say("warning: select.by facts does not work with FSDP; final/ is the last step")
+        return None, config
+    answers = select.AnswerCheck.for_run(config, data.system_prompt)
+    if answers is not None and "eval_every" not in config.model_fields_set:
+        config = config.model_copy(update={"eval_every": plan.steps_per_epoch})
+        data.derived.insert(0, f"eval_every {plan.steps_per_epoch}: once an epoch, so final/ is the step whose answers to "
+                               f"{len(answers.items)} eval questions recall the most facts (select.by; train/select.py)")
+    return answers, config
+
+
+def answer_recall(s: Session) -> float:
+    """Facts recall of the run's answers now, computed on the main process, the same on all."""
+    recall = torch.zeros((), dtype=torch.float64, device=s.acc.device)
+    if s.acc.is_main_process:
+        s.forward.eval()
+        with torch.no_grad():
+            recall += s.answers(s.acc.unwrap_model(s.forward).model, s.tokenizer, bf16=s.bf16)
+        s.forward.train()
+    return float(s.acc.reduce(recall, "sum"))
+
+
+def save_best(s: Session) -> None:
+    """The weights of the best evaluation so far, in RUN/best/ until the run ends."""
+    from onthejob.fsutil import atomic_dir
+
+    if s.acc.is_main_process:
+        with atomic_dir(select.best_dir(s.run_dir)) as tmp:
+            checkpoint.save_model_files(s.acc.unwrap_model(s.forward).model, s.tokenizer, tmp)
+    s.acc.wait_for_everyone()
 
 
 def _replay(config: cfg.TrainConfig, base, tokenizer, run_dir: Path):
@@ -241,6 +312,14 @@ def _replay(config: cfg.TrainConfig, base, tokenizer, run_dir: Path):
         return None
     return lambda system: replay.replay_examples(config.data.replay, base, tokenizer, system=system,
                                                  seed=config.seed, run_dir=run_dir, say=say)
+
+
+def _rag(config: cfg.TrainConfig, run_dir: Path):
+    """``data.rag``'s passage-wrapped examples as ``prepare`` wants them (None without it): retrieved
+    now, or on resume those saved in RUN/rag.jsonl."""
+    if config.data.rag is None:
+        return None
+    return rag_data.RunRag(config.data.rag, seed=config.seed, run_dir=run_dir, say=say)
 
 
 def _augment(config: cfg.TrainConfig, base, tokenizer, run_dir: Path):
@@ -334,11 +413,24 @@ def _finish(s: Session, metrics: runfolder.Metrics) -> None:
     from onthejob.fsutil import atomic_dir
 
     model = s.acc.unwrap_model(s.forward).model
+    t, best = s.track, select.best_dir(s.run_dir)
+    chosen = s.answers is not None and t.get("best_step") not in (None, s.step) and best.is_dir()
     if s.acc.is_main_process:
         _check_finite(s, "final/")
         with atomic_dir(s.run_dir / "final") as tmp:
-            checkpoint.save_model_files(model, s.tokenizer, tmp)
+            if chosen:  # the best evaluation's weights, not the last step's
+                shutil.copytree(best, tmp, dirs_exist_ok=True)
+            else:
+                checkpoint.save_model_files(model, s.tokenizer, tmp)
             checkpoint.fault_point("final")
+        if s.answers is not None:
+            step = t["best_step"] if chosen else s.step
+            runfolder.update_info(s.run_dir, selected={"by": "facts_recall", "step": step, "facts_recall": t["best_recall"],
+                                                        "last_step": s.step, "last_facts_recall": t["last_recall"],
+                                                        "questions": len(s.answers.items)})
+            say(f"final/ is step {step}: facts recall {t['best_recall']:.3f} on {len(s.answers.items)} eval questions"
+                + (f" (the last step, {s.step}, had {t['last_recall']:.3f})" if chosen else " (the last step)"))
+        shutil.rmtree(best, ignore_errors=True)
         metrics.plot(s.run_dir / "loss.png")
         runfolder.update_info(s.run_dir, status="finished", steps=s.step, finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
         say(f"done: {s.run_dir / 'final'}  (loss curve: {s.run_dir / 'loss.png'})")

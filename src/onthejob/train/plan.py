@@ -280,10 +280,12 @@ def plan_report(config: TrainConfig, gpus: list[str] | None = None) -> tuple[lis
     from onthejob.models.load import load_tokenizer, resolve
     from onthejob.train.data import prepare
     from onthejob.train.loop import use_bf16
+    from onthejob.train.rag import RunRag
 
     names = [gpu_name(g) for g in (gpus or DEFAULT_GPUS)]
     shape = Shape.of(AutoConfig.from_pretrained(resolve(config.model)))
-    data = prepare(config, load_tokenizer(config.model))
+    rag = RunRag(config.data.rag, seed=config.seed, say=lambda line: None) if config.data.rag else None
+    data = prepare(config, load_tokenizer(config.model), rag=rag)  # passages retrieved as the run would (quick)
     config = data.config  # what the run will use, small-data defaults included
     work = workload(config, data)
     bf16 = use_bf16(config, torch.device("cpu"))
