@@ -196,3 +196,17 @@ def test_shared_batches_answer_as_one_question_at_a_time(setup, tmp_path):
     plain = evaluate(base, items, params=SamplingParams(max_new_tokens=1), progress=False)
     assert result.evals["prompt"].loss == pytest.approx(plain.loss, rel=1e-5)
     assert result.evals["ft"].loss != pytest.approx(plain.loss, rel=1e-3)
+
+
+def test_a_run_trained_with_passages_laid_out_otherwise_is_warned_about(tmp_path, capsys):
+    from onthejob.eval.compare import rag_as_trained
+    from onthejob.rag.config import RetrievalConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"rag": {"collection": "hr", "k": 5, "sentences": 3}}}))
+    rag_as_trained(run, RetrievalConfig(collection="hr", k=5, sentences=3))
+    assert "warning" not in capsys.readouterr().err
+    rag_as_trained(run, RetrievalConfig(collection="hr", k=3))
+    err = capsys.readouterr().err
+    assert "trained with passages laid out otherwise" in err and "k 5 in training, 3 here; sentences 3 in training, None here" in err

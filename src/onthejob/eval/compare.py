@@ -72,6 +72,8 @@ def compare(config: CompareConfig, *, retriever=None) -> CompareResult:
     arms = [Arm(a, ARMS[a], str(config.run) if a.startswith("ft") else base, a.endswith("rag"), a == "few-shot")
             for a in config.arms]
     out = config.out or (str(Path(config.run) / "compare") if config.run else "compare-report")
+    if config.run and "ft+rag" in config.arms:
+        rag_as_trained(config.run, config.rag)
     return run_arms(arms, config, run=config.run, retriever=retriever, out_dir=out,
                     title=f"Prompting, few-shot, RAG and fine-tuning on {Path(config.data).name}")
 
@@ -354,6 +356,25 @@ def training_files(run) -> list[Path]:
     train = (read_yaml(config).get("data") or {}).get("train") or []
     paths = [Path(t["path"] if isinstance(t, dict) else t) for t in train]
     return [p for p in paths if p.is_file()]
+
+
+def rag_as_trained(run, rag) -> None:
+    """Warn when the run was trained with passages (data.rag) laid out otherwise than the ft+rag
+    arm will give them: a model trained on five whole passages reads three sentences less well."""
+    from onthejob.config import read_yaml
+
+    saved = Path(run) / "config.yaml"
+    trained = (read_yaml(saved).get("data") or {}).get("rag") if saved.is_file() else None
+    if not isinstance(trained, dict):
+        return
+    differ = [f"{key} {trained.get(key, default)!r} in training, {getattr(rag, key)!r} here"
+              for key, default in (("collection", None), ("k", 5), ("sentences", None), ("mode", "hybrid"))
+              if trained.get(key, default) != getattr(rag, key)]
+    if trained.get("template") not in (None, rag.template):
+        differ.append("another prompt template")
+    if differ:
+        say(f"warning: {run} was trained with passages laid out otherwise than ft+rag gets them ({'; '.join(differ)}); "
+            f"answer as it was trained: --rag-k, --rag-sentences, --rag-mode, --rag")
 
 
 def _clean_table(clean: dict[str, dict], primary: str, labels: dict[str, str]) -> dict:
