@@ -210,3 +210,20 @@ def test_a_run_trained_with_passages_laid_out_otherwise_is_warned_about(tmp_path
     rag_as_trained(run, RetrievalConfig(collection="hr", k=3))
     err = capsys.readouterr().err
     assert "trained with passages laid out otherwise" in err and "k 5 in training, 3 here; sentences 3 in training, None here" in err
+
+
+def test_scores_on_the_questions_that_chose_final_are_called_optimistic(tmp_path, capsys):
+    from onthejob.eval.compare import chose_final
+
+    run, data = tmp_path / "run", tmp_path / "eval.jsonl"
+    run.mkdir()
+    data.write_text("")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"eval": str(data)}}))
+    (run / "run.json").write_text(json.dumps({"selected": {"step": 50, "last_step": 105}}))
+    chose_final(run, tmp_path / "other.jsonl")
+    assert "warning" not in capsys.readouterr().err
+    chose_final(run, data)
+    assert "chose" in (err := capsys.readouterr().err) and "step 50 of 105" in err and "optimistic" in err
+    (run / "run.json").write_text(json.dumps({"selected": {"step": 105, "last_step": 105}}))  # the last step: no choice made
+    chose_final(run, data)
+    assert "warning" not in capsys.readouterr().err

@@ -105,6 +105,8 @@ def run_arms(arms: list[Arm], config: Evaluation, *, run, retriever, out_dir, ti
     items = read_items(config)
     probe = read_general(config.general) if config.general else None  # a bad file fails now, not after every arm
     leaks = find_leaks(run, config.data)
+    if run:
+        chose_final(run, config.data)
     if config.exclude_leaks:
         items = drop_leaked(items, leaks, run)
     shots = few_shot(config, run) if any(a.few_shot for a in arms) else None
@@ -356,6 +358,20 @@ def training_files(run) -> list[Path]:
     train = (read_yaml(config).get("data") or {}).get("train") or []
     paths = [Path(t["path"] if isinstance(t, dict) else t) for t in train]
     return [p for p in paths if p.is_file()]
+
+
+def chose_final(run, data) -> None:
+    """Warn when ``data`` is the eval file that picked the run's final/ (select.by facts): its
+    scores are then a little optimistic, as a model chosen on a test set always is."""
+    from onthejob.config import read_yaml
+    from onthejob.train.runfolder import read_info
+
+    saved = Path(run) / "config.yaml"
+    picked_on = (read_yaml(saved).get("data") or {}).get("eval") if saved.is_file() else None
+    selected = read_info(Path(run)).get("selected") if (Path(run) / "run.json").is_file() else None
+    if picked_on and selected and selected["step"] != selected["last_step"] and Path(picked_on).resolve() == Path(data).resolve():
+        say(f"warning: {data} chose {run}'s final/ (step {selected['step']} of {selected['last_step']}, by facts recall), "
+            f"so its scores here are optimistic; hold out other questions to measure it")
 
 
 def rag_as_trained(run, rag) -> None:

@@ -89,7 +89,7 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None, rag=No
     train: list[Example] = []
     held: list[Example] = []
     augmented: list[dict] = []
-    counts, copies = {}, 0
+    counts = {}
     for ds in config.data.train:
         examples = _checked(ds, tokenizer, config)
         if config.data.eval_split:
@@ -101,9 +101,7 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None, rag=No
                                    for i, r in enumerate(records, 1)]
             augmented += records
         if rag is not None:
-            before = len(examples)
             examples = rag(examples, lambda messages: _fits(messages, tokenizer, config))
-            copies += len(examples) - before
         mixed = _mix(examples, ds.weight, rng)
         counts[ds.path] = len(mixed)
         train += mixed
@@ -119,8 +117,9 @@ def prepare(config: TrainConfig, tokenizer, *, replay=None, augment=None, rag=No
     if not seqs:
         raise DataError("no training example has a supervised token", fix="check data.train_on and the assistant turns")
     eval_seqs = _tokenize(held, tokenizer, config.data.train_on)
-    # packing and epochs for few examples; a question trained with and without passages is one example
-    config, small = small_data(config, examples=len(seqs) - copies)
+    # packing and epochs for few examples; a question trained with and without passages counts twice,
+    # as a paraphrase does: the rule is about how often the run sees an example
+    config, small = small_data(config, examples=len(seqs))
     derived += small
     max_len = config.data.max_seq_len
     if config.data.pack:
