@@ -143,3 +143,15 @@ def test_bad_settings_name_their_key():
                      ({"collection": "c", "template": "no slots"}, "data.rag.template")):
         with pytest.raises(ConfigError, match=re.escape(key)):
             cfg.validate({**base, "data": {**base["data"], "rag": rag}})
+
+
+def test_of_two_passages_holding_the_facts_the_one_about_the_question_is_gold():
+    from onthejob.rag.store import Chunk, Hit
+    from onthejob.train.rag import gold_passage
+
+    notice = Hit(Chunk("a#0", "a.pdf", "Notice period: Grade N1 to N3 48 hours; Grade N11 and above 3 months."), 1.0, 0.9, None, 1)
+    probation = Hit(Chunk("a#1", "a.pdf", "The probation period for Grade N1 to N3 is 3 months, and 6 months above."), 0.9, 0.8, None, 2)
+    answer = "The probation period for Grade N1 to N3 staff is 3 months."
+    assert gold_passage([notice, probation], "How long is probation for grade N1 to N3?", answer) is probation
+    assert gold_passage([notice], "How long is probation?", answer) is notice
+    assert gold_passage([Hit(Chunk("b#0", "b.pdf", "Parking opens at 7 am."), 1.0, 0.9, None, 1)], "probation?", answer) is None

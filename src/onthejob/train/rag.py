@@ -10,10 +10,11 @@ user turn is answered by an assistant turn:
 
 - the question is looked up in ``collection`` (the same hybrid retrieval as ``ojt compare --rag``)
   and its ``k`` best passages kept, in rank order;
-- the *gold* passage is the first of the 4k best that holds every key fact of the answer (numbers
-  with units, dates, amounts, codes: ``synth/facts.py``), or, for an answer without one, repeats a
-  run of four or more of its content words. When it is not among the ``k`` it replaces the last
-  one: the model should learn to use the passage that answers, not to guess past it;
+- the *gold* passage is, of the 4k best, one that holds every key fact of the answer (numbers
+  with units, dates, amounts, codes: ``synth/facts.py``) or, for an answer without one, repeats a
+  run of four or more of its content words; of several, the one sharing most words with the
+  question and answer. When it is not among the ``k`` it replaces the last one: the model should
+  learn to use the passage that answers, not to guess past it;
 - ``distractors`` passages drawn at random from the collection go in among them at random
   places, so the model learns that a passage can be beside the point;
 - with ``cite``, the answer ends with the gold passage's number, ``[n]``, as the RAG prompt asks;
@@ -98,7 +99,7 @@ def wrap(example: Example, at: int, hits: list[Hit], settings, *, pool, rng: ran
     """The passage-wrapped records of one example whose user turn ``at`` is answered next."""
     answer = _text(example.messages[at + 1]["content"])
     k = settings.k
-    gold = next((h for h in hits if holds(h.chunk.text, answer)), None)
+    gold = gold_passage(hits, _text(example.messages[at]["content"]), answer)
     chosen = hits[:k]
     if gold is not None and gold not in chosen:
         chosen = chosen[: k - 1] + [gold]
@@ -114,6 +115,19 @@ def wrap(example: Example, at: int, hits: list[Hit], settings, *, pool, rng: ran
             records.append(_record(example, at, others, None, NOT_COVERED, settings, fits, counts))
             counts["not_covered"] += 1
     return [r for r in records if r is not None]
+
+
+def gold_passage(hits: list[Hit], question: str, answer: str) -> Hit | None:
+    """The passage that answers: of those holding the answer, the one sharing the most content
+    words with question and answer (grade codes and "3 months" also stand in a notice-period
+    table beside the probation one), the better ranked on a tie."""
+    from onthejob.eval.facts import content_words
+
+    holding = [h for h in hits if holds(h.chunk.text, answer)]
+    if len(holding) < 2:
+        return holding[0] if holding else None
+    asked = set(content_words(f"{question} {answer}"))
+    return max(holding, key=lambda h: (len(asked & set(content_words(h.chunk.text))), -hits.index(h)))
 
 
 def holds(passage: str, answer: str) -> bool:
