@@ -35,7 +35,8 @@ class AnswerCheck:
         by = config.select.by
         if by == "last" or config.data.eval is None:
             return None
-        items = [i for i in read_eval(config.data.eval) if i.facts][: config.select.questions]
+        # questions that offer tools are answered with calls, not facts: they are left to ojt eval
+        items = [i for i in read_eval(config.data.eval) if i.facts and not i.raw.get("tools")][: config.select.questions]
         if not items:
             if by == "facts":
                 raise ConfigError(f"select.by facts, but no question of {config.data.eval} lists facts",
