@@ -15,9 +15,9 @@ on onthejob.config: unknown keys are rejected and every problem is reported at o
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from onthejob.config import Section, cross_field
 from onthejob.rag.chunk import DEFAULT_OVERLAP, DEFAULT_TARGET, MIN_TARGET
@@ -43,24 +43,31 @@ def named(collection: str | None) -> str | None:
     return collection
 
 
+def checked_template(template: str) -> str:
+    """``template`` when it holds both placeholders, else the ValueError a config reports."""
+    missing = missing_placeholders(template)
+    if missing:
+        raise ValueError(f"lacks {' and '.join(missing)}; write both {{context}} and {{question}} in it")
+    return template
+
+
 def missing_placeholders(template: str) -> list[str]:
     """The placeholders a prompt template must hold and ``template`` lacks."""
     return [p for p in ("{context}", "{question}") if p not in template]
 
 
+CollectionName = Annotated[str, AfterValidator(named)]  # a collection name, not blank
+Template = Annotated[str, AfterValidator(checked_template)]  # a RAG prompt template with both placeholders
+
+
 class IndexConfig(Section):
     paths: list[str] = Field(min_length=1, description="files or folders to index (.txt .md .html .pdf .docx .csv .jsonl)")
-    collection: str = Field(min_length=1, description="the collection to create or update")
+    collection: CollectionName = Field(min_length=1, description="the collection to create or update")
     embed_model: str | None = Field(None, description=f"embedding model: a known name or a sentence-transformers folder; none = the collection's, else {DEFAULT_EMBED_MODEL}")
     chunk_tokens: int = Field(DEFAULT_TARGET, ge=MIN_TARGET, le=MAX_CHUNK_TOKENS, description="target chunk size in tokens of the embedding model")
     overlap: int = Field(DEFAULT_OVERLAP, ge=0, le=MAX_CHUNK_TOKENS // 2, description="tokens repeated between neighbouring chunks")
     text_key: str | None = Field(None, description="for .csv/.jsonl: the column holding the text; none = every column as 'key: value'")
     store: str | None = Field(None, description="store URL: sqlite:////abs/file.sqlite3 or postgresql://...; none = the embedded store under ONTHEJOB_HOME")
-
-    @field_validator("collection")
-    @classmethod
-    def _named(cls, collection: str | None) -> str | None:
-        return named(collection)
 
     @model_validator(mode="after")
     def _overlap_fits(self) -> IndexConfig:
@@ -72,7 +79,7 @@ class IndexConfig(Section):
 
 
 class RetrievalConfig(Section):
-    collection: str | None = Field(None, description="the collection to retrieve passages from; none = answer without documents")
+    collection: CollectionName | None = Field(None, description="the collection to retrieve passages from; none = answer without documents")
     k: int = Field(5, ge=1, le=1000, description="passages kept: put in the prompt, or shown by ojt rag query")
     store: str | None = Field(None, description="store URL holding the collection; none = the embedded store under ONTHEJOB_HOME")
     mode: Literal[MODES] = Field("hybrid", description="hybrid: vectors and keywords (BM25) fused; dense: vectors only; sparse: keywords only")
@@ -81,21 +88,8 @@ class RetrievalConfig(Section):
     threshold: float = Field(DEFAULT_THRESHOLD, ge=-1, le=1, description="answer 'not covered' without the model when the best passage's cosine similarity is below this (tuned for all-minilm-l6-v2)")
     reranker: str | None = Field(None, description="a sentence-transformers CrossEncoder folder (a hub id only with a network) that reorders the fused candidates before k are kept; none = no reranking")
     embed_model: str | None = Field(None, description="the query embedding model, which must be the collection's; none = the collection's own")
-    template: str = Field(DEFAULT_TEMPLATE, description="the prompt wrapped around the passages; holds {context} and {question}")
+    template: Template = Field(DEFAULT_TEMPLATE, description="the prompt wrapped around the passages; holds {context} and {question}")
     sentences: int | None = Field(None, ge=1, le=MAX_SENTENCES, description="cut each passage to the N sentences sharing the most words with the question (rag/compress.py); none = whole passages")
-
-    @field_validator("collection")
-    @classmethod
-    def _named(cls, collection: str | None) -> str | None:
-        return named(collection)
-
-    @field_validator("template")
-    @classmethod
-    def _placeholders(cls, template: str) -> str:
-        missing = missing_placeholders(template)
-        if missing:
-            raise ValueError(f"lacks {' and '.join(missing)}; write both {{context}} and {{question}} in it")
-        return template
 
 
 METAVARS = {"collection": "NAME", "k": "K", "store": "URL", "embed_model": "MODEL", "reranker": "MODEL",

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from onthejob import config
 from onthejob.config import Section, cross_field, merge, set_dotted  # noqa: F401 - train.config's own API
 from onthejob.models.registry import DEFAULT_MODEL
-from onthejob.rag.config import DEFAULT_TEMPLATE, MAX_SENTENCES, missing_placeholders, named
+from onthejob.rag.config import DEFAULT_TEMPLATE, MAX_SENTENCES, CollectionName, Template
 from onthejob.rag.store import MODES
 from onthejob.synth.config import MAX_PARAPHRASES, TeacherConfig
 
@@ -60,7 +60,7 @@ class AugmentSection(Section):
 
 
 class RagTrainSection(Section):
-    collection: str = Field(min_length=1, description="the collection (ojt rag index) whose passages are retrieved for every training question")
+    collection: CollectionName = Field(min_length=1, description="the collection (ojt rag index) whose passages are retrieved for every training question")
     k: int = Field(5, ge=1, le=MAX_PASSAGES, description="passages retrieved for each question; train with the k the run will answer with (ojt compare --rag-k)")
     distractors: int = Field(1, ge=0, le=MAX_PASSAGES, description="random passages of the collection put in among them, so the model learns to pass over what does not answer")
     cite: bool = Field(True, description="end each answer with [n], the passage holding its facts, as the RAG prompt asks")
@@ -68,21 +68,8 @@ class RagTrainSection(Section):
     closed_book: bool = Field(True, description="also train every question without passages, so the run answers well both ways (ft and ft+rag)")
     store: str | None = Field(None, description="store URL holding the collection; none = the embedded store under ONTHEJOB_HOME")
     mode: Literal[MODES] = Field("hybrid", description="retrieval: hybrid (vectors and keywords), dense or sparse, as the run will answer")
-    template: str = Field(DEFAULT_TEMPLATE, description="the prompt wrapped around the passages, as the run will answer with it; holds {context} and {question}")
+    template: Template = Field(DEFAULT_TEMPLATE, description="the prompt wrapped around the passages, as the run will answer with it; holds {context} and {question}")
     sentences: int | None = Field(None, ge=1, le=MAX_SENTENCES, description="cut each passage to the N sentences sharing the most words with the question, as the run will answer (--rag-sentences); none = whole passages")
-
-    @field_validator("collection")
-    @classmethod
-    def _named(cls, collection: str) -> str:
-        return named(collection)
-
-    @field_validator("template")
-    @classmethod
-    def _placeholders(cls, template: str) -> str:
-        missing = missing_placeholders(template)
-        if missing:
-            raise ValueError(f"lacks {' and '.join(missing)}; write both {{context}} and {{question}} in it")
-        return template
 
 
 class DataConfig(Section):
