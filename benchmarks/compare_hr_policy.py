@@ -7,7 +7,7 @@ tokens the answer must contain) are split by a seeded shuffle into a training tw
 eval third, disjoint by question; a LoRA run is trained on the training part and `ojt compare`
 runs the arms on the eval part (few-shot's examples are the training part). Training and
 answering use the default settings; ``--rag-train`` trains with the passages the collection
-retrieves for each question (``data.rag``, configs/rag-train.yaml). Everything goes through the
+retrieves for each question (``data.rag``, as configs/hr-rag-train.yaml does for the shipped example). Everything goes through the
 `ojt` command line, as a user would run it. Takes ~15 minutes on 2 CPU cores (~30 with --rag-train).
 """
 

@@ -348,14 +348,18 @@ def leak_line(leak) -> int:
     return getattr(leak, "eval_line", None) or getattr(leak, "line", None)
 
 
-def training_files(run) -> list[Path]:
-    """The ``data.train`` paths of the run's config.yaml that exist here (relative ones from the cwd)."""
+def run_data(run) -> dict:
+    """The ``data`` section of the run's config.yaml ({} when it has none)."""
     from onthejob.config import read_yaml
 
-    config = Path(run) / "config.yaml"
-    if not config.is_file():
-        return []
-    train = (read_yaml(config).get("data") or {}).get("train") or []
+    saved = Path(run) / "config.yaml"
+    data = read_yaml(saved).get("data") if saved.is_file() else None
+    return data if isinstance(data, dict) else {}
+
+
+def training_files(run) -> list[Path]:
+    """The ``data.train`` paths of the run's config.yaml that exist here (relative ones from the cwd)."""
+    train = run_data(run).get("train") or []
     paths = [Path(t["path"] if isinstance(t, dict) else t) for t in train]
     return [p for p in paths if p.is_file()]
 
@@ -363,11 +367,9 @@ def training_files(run) -> list[Path]:
 def chose_final(run, data) -> None:
     """Warn when ``data`` is the eval file that picked the run's final/ (select.by facts): its
     scores are then a little optimistic, as a model chosen on a test set always is."""
-    from onthejob.config import read_yaml
     from onthejob.train.runfolder import read_info
 
-    saved = Path(run) / "config.yaml"
-    picked_on = (read_yaml(saved).get("data") or {}).get("eval") if saved.is_file() else None
+    picked_on = run_data(run).get("eval")
     selected = read_info(Path(run)).get("selected") if (Path(run) / "run.json").is_file() else None
     if picked_on and selected and selected["step"] != selected["last_step"] and Path(picked_on).resolve() == Path(data).resolve():
         say(f"warning: {data} chose {run}'s final/ (step {selected['step']} of {selected['last_step']}, by facts recall), "
@@ -377,10 +379,7 @@ def chose_final(run, data) -> None:
 def rag_as_trained(run, rag) -> None:
     """Warn when the run was trained with passages (data.rag) laid out otherwise than the ft+rag
     arm will give them: a model trained on five whole passages reads three sentences less well."""
-    from onthejob.config import read_yaml
-
-    saved = Path(run) / "config.yaml"
-    trained = (read_yaml(saved).get("data") or {}).get("rag") if saved.is_file() else None
+    trained = run_data(run).get("rag")
     if not isinstance(trained, dict):
         return
     differ = [f"{key} {trained.get(key, default)!r} in training, {getattr(rag, key)!r} here"

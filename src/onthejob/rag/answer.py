@@ -105,7 +105,7 @@ def rag_messages(
     if not hits or (best is not None and best < threshold):
         return None, []
     at = _last_user(messages)
-    question = _content(messages[at])
+    question = message_text(messages[at])
     sources, blocks = [], []
     for n, hit in enumerate(hits, start=1):
         c = hit.chunk
@@ -132,7 +132,7 @@ def answer(
     threshold: float = DEFAULT_THRESHOLD,
 ) -> RagAnswer:
     """Answer the last user message of ``messages`` from ``collection`` with ``engine``."""
-    question = _content(messages[_last_user(messages)])
+    question = message_text(messages[_last_user(messages)])
     hits = retrieve(collection, question, k, store=store, embedder=embedder, mode=mode)
     wrapped, sources = rag_messages(messages, hits, template, threshold)
     if wrapped is None:
@@ -173,7 +173,7 @@ class Retriever:
                         candidates=c.candidates, fusion=c.fusion, reranker=self.reranker)
 
     def prepare(self, messages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]]]:
-        hits = self.search(_content(messages[_last_user(messages)]))
+        hits = self.search(message_text(messages[_last_user(messages)]))
         return rag_messages(messages, hits, self.config.template, self.config.threshold, self.config.sentences)
 
     def close(self) -> None:
@@ -254,7 +254,8 @@ def _last_user(messages: list[dict[str, Any]]) -> int:
     raise RagError("no user message to answer", fix="end the conversation with a user message")
 
 
-def _content(message: dict[str, Any]) -> str:
+def message_text(message: dict[str, Any]) -> str:
+    """A message's text: its content, or the text parts of a list of content parts."""
     content = message.get("content")
     if isinstance(content, list):  # content parts: keep the text ones
         return " ".join(p.get("text", "") for p in content if isinstance(p, dict))

@@ -136,27 +136,25 @@ def _train(s: Session) -> Path:
     return s.run_dir
 
 
-def evaluate_step(s: Session, metrics: runfolder.Metrics, progress: Progress) -> bool:
+def evaluate_step(s: Session, metrics: runfolder.Metrics, progress: Progress) -> None:
     """Eval loss, and with ``select.by`` facts the facts recall of answers to the eval questions
-    (the best weights kept in RUN/best/); logged and noted. True when this evaluation is the best
-    (the one early stopping counts from)."""
+    (the best weights kept in RUN/best/); logged, noted, and counted for early stopping: a better
+    recall when selecting by answers, else a lower eval loss."""
     ev = evaluate(s)
     t = s.track
+    better = lower_loss = t["best_eval_loss"] is None or ev["eval_loss"] < t["best_eval_loss"]
+    if lower_loss:
+        t["best_eval_loss"] = ev["eval_loss"]
     if s.answers is not None:
         ev["eval_facts_recall"] = t["last_recall"] = answer_recall(s)
         better = t["best_recall"] is None or ev["eval_facts_recall"] > t["best_recall"]  # a tie keeps the earlier step
         if better:
             t["best_recall"], t["best_step"] = ev["eval_facts_recall"], s.step
             save_best(s)
-    else:
-        better = t["best_eval_loss"] is None or ev["eval_loss"] < t["best_eval_loss"]
-    if t["best_eval_loss"] is None or ev["eval_loss"] < t["best_eval_loss"]:
-        t["best_eval_loss"] = ev["eval_loss"]
     t["bad_evals"] = 0 if better else t["bad_evals"] + 1
     metrics.log(step=s.step, **ev)
     recall = f", facts recall {ev['eval_facts_recall']:.3f}" if s.answers is not None else ""
     progress.note(f"step {s.step}: eval loss {ev['eval_loss']:.4f}, token accuracy {ev['eval_accuracy']:.1%}{recall}")
-    return better
 
 
 def maybe_stop_early(s: Session, progress: Progress) -> None:

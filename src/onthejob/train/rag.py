@@ -36,7 +36,7 @@ from typing import Any
 
 from onthejob.data.schema import Example
 from onthejob.eval.facts import match_facts
-from onthejob.rag.answer import NOT_COVERED, Retriever, rag_messages
+from onthejob.rag.answer import NOT_COVERED, Retriever, message_text, rag_messages
 from onthejob.rag.config import RetrievalConfig
 from onthejob.rag.store import Hit
 from onthejob.synth.facts import key_facts, shared_run
@@ -65,10 +65,9 @@ class RunRag:
         if self.saved is not None:  # a resumed run trains on what it trained on before
             originals = {e.where for e in examples}
             records = [r for r in self.saved if r.get("rag_of") in originals]
-            kept = [e for e in examples if self.settings.closed_book]
         else:
             records = self._make(examples, fits)
-            kept = list(examples) if self.settings.closed_book else []
+        kept = list(examples) if self.settings.closed_book else []
         self.records += records
         return kept + [Example(r["messages"], r.get("tools"), source=FILE, line=len(self.records) - len(records) + i)
                        for i, r in enumerate(records, 1)]
@@ -86,7 +85,7 @@ class RunRag:
                 at = _answered_user(e.messages)
                 if at is None:
                     continue
-                hits = retriever.search(_text(e.messages[at]["content"]))
+                hits = retriever.search(message_text(e.messages[at]))
                 made = wrap(e, at, hits, s, pool=pool, rng=rng, fits=fits, counts=counts)
                 out += [{**record, "rag_of": e.where} for record in made]
         self.say(f"data.rag: {len(out)} examples with passages from {s.collection!r} (k {s.k}, {s.distractors} distractor(s)); "
@@ -97,9 +96,9 @@ class RunRag:
 
 def wrap(example: Example, at: int, hits: list[Hit], settings, *, pool, rng: random.Random, fits, counts: dict) -> list[dict]:
     """The passage-wrapped records of one example whose user turn ``at`` is answered next."""
-    answer = _text(example.messages[at + 1]["content"])
+    answer = message_text(example.messages[at + 1])
     k = settings.k
-    gold = gold_passage(hits, _text(example.messages[at]["content"]), answer)
+    gold = gold_passage(hits, message_text(example.messages[at]), answer)
     chosen = hits[:k]
     if gold is not None and gold not in chosen:
         chosen = chosen[: k - 1] + [gold]
@@ -202,15 +201,9 @@ def _answered_user(messages: list[dict]) -> int | None:
     """The last user turn that the conversation's last message, an assistant answer, follows."""
     if len(messages) < 2 or messages[-1].get("role") != "assistant" or messages[-2].get("role") != "user":
         return None
-    if messages[-1].get("tool_calls") or not _text(messages[-1].get("content")):
+    if messages[-1].get("tool_calls") or not message_text(messages[-1]):
         return None
     return len(messages) - 2
-
-
-def _text(content) -> str:
-    if isinstance(content, list):
-        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content or "")
 
 
 def save(run_dir: Path, records: list[dict]) -> None:
