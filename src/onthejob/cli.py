@@ -212,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     from onthejob.rag import cli as rag_cli
     from onthejob.serve import cli as serve_cli
     from onthejob.export import cli as export_cli
+    from onthejob.studio import cli as studio_cli
     from onthejob.synth import cli as synth_cli
 
     parser = argparse.ArgumentParser(prog="ojt", description="onthejob: fine-tune language models on your own examples.")
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     rag_cli.register(sub)
     serve_cli.register(sub)
     export_cli.register(sub)
+    studio_cli.register(sub)
     _no_abbreviations(parser)
     return parser
 
@@ -332,6 +334,7 @@ def stage_configs() -> list[tuple[str, str, type]]:
     from onthejob.rag.config import IndexConfig, RetrievalConfig
     from onthejob.export.config import ExportConfig
     from onthejob.serve.config import ServeConfig
+    from onthejob.studio.config import StudioConfig
     from onthejob.synth.config import AugmentConfig, SynthConfig
     from onthejob.train.config import TrainConfig
 
@@ -349,6 +352,7 @@ def stage_configs() -> list[tuple[str, str, type]]:
         ("Comparing prompting, RAG and fine-tuning", "`ojt compare CONFIG.yaml`", CompareConfig),
         ("Serving", "`ojt serve CONFIG.yaml`", ServeConfig),
         ("Exporting", "`ojt export RUN --config FILE`", ExportConfig),
+        ("Studio", "`ojt studio CONFIG.yaml`", StudioConfig),
     ]
 
 

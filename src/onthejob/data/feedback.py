@@ -193,6 +193,20 @@ class FeedbackStore:
                               "ORDER BY seq", (response_id,)).fetchall()
         return [dict(zip(FEEDBACK_COLUMNS, row, strict=True)) for row in rows]
 
+    def recent(self, *, prefix: str = "", limit: int = 200) -> list[dict]:
+        """Recorded answers whose response_id starts with ``prefix``, newest first (at most
+        ``limit``), each as ``answer()`` gives it plus ``feedback``, its judgements oldest first."""
+        like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._connect() as db:
+            ids = [r[0] for r in db.execute("SELECT response_id FROM answers WHERE response_id LIKE ? ESCAPE '\\' "
+                                            "ORDER BY created DESC, rowid DESC LIMIT ?", (like, max(0, limit)))]
+        out = []
+        for response_id in ids:
+            answer = self.answer(response_id)
+            if answer is not None:
+                out.append({**answer, "feedback": self.feedback(response_id)})
+        return out
+
 
 def _require(ok: Any, message: str) -> None:
     if not ok:

@@ -26,6 +26,14 @@ def render_preview(example: Example, tokenizer, *, train_on: str = "all", color:
     return "\n".join([_legend(color), body.rstrip("\n"), _summary(rendered.tokenized)])
 
 
+def token_runs(example: Example, tokenizer, *, train_on: str = "all") -> dict:
+    """The same rendering as data: ``runs`` of ``{"text", "supervised", "special"}`` in order,
+    with token counts, for a page to colour (the studio's mask preview)."""
+    rendered = render_example(example, tokenizer, train_on=train_on)
+    runs = [{"text": text, "supervised": kind[0], "special": kind[1]} for kind, text in _runs(rendered, tokenizer) if text]
+    return {"runs": runs, "tokens": len(rendered.tokenized.input_ids), "supervised": rendered.tokenized.n_supervised}
+
+
 # (supervised, special) -> ANSI style
 _STYLES = {(True, False): GREEN, (True, True): BOLD_GREEN, (False, False): DIM, (False, True): CYAN}
 
