@@ -40,6 +40,15 @@ if ! command -v go >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$
     || echo "setup: could not install Go; the Modelfile template test will skip"
 fi
 
+# The studio's browser tests drive Debian's Chromium through Playwright (never a browser Playwright
+# downloads: nothing is fetched from a CDN).
+if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing Chromium from Debian (the studio's browser tests)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } \
+    || echo "setup: could not install Chromium; the studio's browser tests will skip"
+fi
+
 # The dev extra holds llama-cpp-python, a source package: pip compiles llama.cpp (~5 min on 2 cores).
 pip install -q -e ".[dev]"
 # llama.cpp builds its AMX kernels in when the CPU has AMX (Sapphire Rapids and later), and on
