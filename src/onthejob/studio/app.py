@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -69,6 +70,11 @@ def create_app(config: StudioConfig) -> FastAPI:
     @app.exception_handler(OjtError)
     async def user_error(_request: Request, e: OjtError):
         return JSONResponse({"error": str(e)}, status_code=400)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_request: Request, e: RequestValidationError):
+        problems = [f"{'.'.join(str(p) for p in err.get('loc', ())[1:]) or 'request'}: {err.get('msg', 'invalid')}" for err in e.errors()]
+        return JSONResponse({"error": "; ".join(problems[:5])}, status_code=400)
 
     @app.exception_handler(KeyError)
     async def not_found(_request: Request, e: KeyError):

@@ -100,7 +100,8 @@ def add_routes(app: FastAPI, studio) -> None:
             raise KeyError(name)
         reports = {kind: ws.rel(run / kind / "report.json") for kind in ("eval", "compare") if (run / kind / "report.json").is_file()}
         config = (run / "config.yaml").read_text() if (run / "config.yaml").is_file() else ""
-        return {**_summary(studio, run), "config": config, "reports": reports, "metrics": _metrics(run)}
+        compares = [{k: j[k] for k in ("id", "title", "status", "created")} for j in studio.jobs.list("compare") if j["meta"].get("run") == name]
+        return {**_summary(studio, run), "config": config, "reports": reports, "compares": compares, "metrics": _metrics(run)}
 
     @app.get("/api/runs/{name}/metrics")
     def metrics(name: str, after: int = -1):

@@ -57,7 +57,7 @@ OJT.pages.compare = {
     const doc = r.report;
     const primary = doc.primary;
     const models = doc.models;
-    const plot = h("canvas", { id: "cmp-plot", width: 560, height: 40 + 34 * models.length });
+    const plot = h("canvas", { id: "cmp-plot", width: 560, height: 44 + 34 * models.length });
     const byLine = {};
     models.forEach((m, i) => m.per_example.forEach((ex) => {
       const row = (byLine[ex.line] = byLine[ex.line] || { q: ex.question, ref: ex.reference, answers: [] });
@@ -70,8 +70,8 @@ OJT.pages.compare = {
         return [m.label, `${OJT.fmt(a.mean)} [${OJT.fmt(a.low)}, ${OJT.fmt(a.high)}]`,
           ...doc.metrics.filter((k) => k !== primary).slice(0, 4).map((k) => OJT.fmt((m.aggregates[k] || {}).mean))];
       }), { id: "cmp-table" }),
-      (doc.comparisons || []).length ? h("div", {}, h("h3", { text: "Paired differences" }), OJT.table(["", "difference [95% CI]", "significant"],
-        doc.comparisons.map((c) => [`${c.b} vs ${c.a}`, `${OJT.fmt(c.diff)} [${OJT.fmt(c.low)}, ${OJT.fmt(c.high)}]`, c.significant ? "yes" : "no"]))) : "",
+      (doc.comparisons || []).length ? h("div", {}, h("h3", { text: "Paired differences" }), OJT.table(["", "metric", "difference [95% CI]", "p", "significant"],
+        doc.comparisons.map((c) => [`${c.a} vs ${c.b}`, c.metric, `${OJT.fmt(c.diff)} [${OJT.fmt(c.low)}, ${OJT.fmt(c.high)}]`, OJT.fmt(c.p_value), c.significant ? "yes" : "no"]), { id: "cmp-diffs" })) : "",
       h("div", {}, plot),
       h("p", {}, OJT.fileLink(r.html, "full report (report.html)"), " · ",
         h("a", { href: `#/review?source=compare:${jobId}`, id: "cmp-review" }, "review these answers")),
@@ -82,11 +82,19 @@ OJT.pages.compare = {
     // One bar per arm with its confidence interval.
     const ctx = plot.getContext("2d");
     ctx.font = "12px system-ui";
+    const axisY = 20 + 34 * models.length;
+    ctx.strokeStyle = "#d0d5dd"; ctx.fillStyle = "#667085";
+    [0, 0.25, 0.5, 0.75, 1].forEach((t) => {
+      ctx.beginPath(); ctx.moveTo(120 + 400 * t, 14); ctx.lineTo(120 + 400 * t, axisY); ctx.stroke();
+      ctx.fillText(String(t), 114 + 400 * t, axisY + 14);
+    });
+    ctx.fillText(primary, 4, axisY + 14);
     models.forEach((m, i) => {
       const a = m.aggregates[primary] || {};
       const y = 20 + i * 34, x0 = 120, w = 400;
       ctx.fillStyle = "#1d2330"; ctx.fillText(m.label, 4, y + 14);
-      ctx.fillStyle = COLORS[i % COLORS.length]; ctx.fillRect(x0, y, w * (a.mean || 0), 20);
+      ctx.fillStyle = COLORS[i % COLORS.length]; ctx.fillRect(x0, y, Math.max(2, w * (a.mean || 0)), 20);
+      ctx.fillStyle = "#1d2330"; ctx.fillText(OJT.fmt(a.mean), x0 + w * Math.max(a.high || 0, a.mean || 0) + 6, y + 14);
       if (a.low !== null && a.high !== null && a.low !== undefined) {
         ctx.strokeStyle = "#1d2330"; ctx.beginPath(); ctx.moveTo(x0 + w * a.low, y + 10); ctx.lineTo(x0 + w * a.high, y + 10); ctx.stroke();
       }
@@ -103,16 +111,31 @@ OJT.pages.review = {
     const reviewer = h("input", { type: "text", id: "rv-reviewer", value: localStorage.getItem("ojt-reviewer") || "", placeholder: "your name" });
     const items = h("div", { id: "rv-items" });
     const result = h("div", { id: "rv-export-result" });
+    const arm = h("select", { id: "rv-arm" });
+    const count = h("span", { id: "rv-count", class: "muted" });
+    let list = [];
+    const counted = () => {
+      const cards = [...items.querySelectorAll(".card")];
+      count.textContent = `${cards.filter((c) => /judged-/.test(c.className)).length} of ${cards.length} judged`;
+    };
+    const draw = () => {
+      const shown = list.filter((it) => !arm.value || it.label === arm.value);
+      items.replaceChildren(...shown.map((it) => OJT.pages.review.card(it, reviewer, counted)));
+      if (!shown.length) items.textContent = "nothing to review here yet";
+      counted();
+    };
     const load = async () => {
-      const list = await OJT.api("GET", `/api/review/items?source=${encodeURIComponent(source.value)}`);
-      items.replaceChildren(...list.map((it) => OJT.pages.review.card(it, reviewer)));
-      if (!list.length) items.textContent = "nothing to review here yet";
+      list = await OJT.api("GET", `/api/review/items?source=${encodeURIComponent(source.value)}`);
+      const labels = [...new Set(list.map((it) => it.label))];
+      arm.replaceChildren(...[["", `every answer (${labels.length} arms)`], ...labels.map((l) => [l, l])].map(([v, t]) => h("option", { value: v }, t)));
+      draw();
     };
     source.addEventListener("change", () => load().catch(OJT.showError));
+    arm.addEventListener("change", draw);
     reviewer.addEventListener("change", () => localStorage.setItem("ojt-reviewer", reviewer.value));
     el.append(OJT.section("Review answers",
       h("p", { class: "muted" }, "Mark each answer good or bad and write the correct answer where it is wrong. Saved judgements become training examples (corrections and good answers) and preference pairs (correction preferred over the bad answer)."),
-      h("div", {}, h("label", {}, "answers from ", source), h("label", {}, "reviewer ", reviewer),
+      h("div", {}, h("label", {}, "answers from ", source), h("label", {}, "show ", arm), h("label", {}, "reviewer ", reviewer), count, " ",
         h("button", { id: "rv-export", onclick: async () => {
           const r = await OJT.api("POST", "/api/review/save");
           result.replaceChildren(h("p", {}, `${r.examples} training examples (${r.corrected} corrected, ${r.rated_good} rated good) → `,
@@ -122,7 +145,7 @@ OJT.pages.review = {
     if (source.value) await load();
   },
 
-  card(it, reviewer) {
+  card(it, reviewer, onJudged) {
     const h = OJT.h;
     const last = (it.feedback || []).filter((f) => f.rating || f.correction).slice(-1)[0];
     const card = h("div", { class: `card${last && last.rating ? ` judged-${last.rating}` : ""}`, "data-id": it.id });
@@ -134,11 +157,12 @@ OJT.pages.review = {
       const fb = await OJT.api("POST", "/api/review", body);
       card.className = `card${rating ? ` judged-${rating}` : ""}`;
       state.textContent = `${rating || "corrected"} by ${fb.reviewer || "?"} ${new Date(fb.created * 1000).toLocaleString()}`;
+      if (onJudged) onJudged();
     };
     card.append(h("div", {}, h("strong", { text: it.label }), it.line ? h("span", { class: "muted", text: ` · question line ${it.line}` }) : ""),
       h("div", {}, h("strong", { text: "Q: " }), it.question),
       it.reference ? h("div", { class: "muted" }, "reference: ", it.reference) : "",
-      h("div", { class: "turn assistant", text: it.answer }),
+      it.answer.trim() ? h("div", { class: "turn assistant", text: it.answer }) : h("div", { class: "turn assistant empty", text: "(empty answer)" }),
       correction,
       h("div", {}, h("button", { class: "rv-good", onclick: () => judge("good") }, "Good"),
         h("button", { class: "rv-bad plain", onclick: () => judge("bad") }, "Bad (save correction)"), state));

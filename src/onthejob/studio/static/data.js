@@ -33,14 +33,23 @@ OJT.pages.data = {
       result.textContent = "checking…";
       const rep = await OJT.api("POST", "/api/data/check", { ...opts(), model: model.value });
       const stats = rep.stats || {};
-      const rows = Object.entries(stats).filter(([, v]) => typeof v !== "object").map(([k, v]) => [k, OJT.fmt(v, 2)]);
+      const label = (k) => k.replace(/_/g, " ");
+      const plain = Object.entries(stats).filter(([k, v]) => typeof v !== "object" && k !== "seconds_per_epoch");
+      const spread = Object.entries(stats).filter(([, v]) => v && typeof v === "object");
+      const epoch = stats.seconds_per_epoch;
+      const table = OJT.h("table", { id: "check-stats" }, OJT.h("tr", {}, ["", "min", "median", "p90", "max"].map((c) => OJT.h("th", { text: c }))),
+        spread.map(([k, v]) => OJT.h("tr", {}, OJT.h("td", { text: label(k) }), ["min", "median", "p90", "max"].map((q) => OJT.h("td", { class: "num", text: OJT.num(v[q], 1) })))));
+      const rows = plain.length;
       result.replaceChildren(
         h("p", {}, h("span", { class: rep.ok ? "ok" : "bad", id: "check-verdict" }, rep.ok ? "passes" : "has errors"),
           ` — ${rep.format || "?"} format, ${rep.errors} error(s), ${rep.warnings} warning(s)`),
         rep.problems.length ? OJT.table(["where", "severity", "problem", "fix"], rep.problems.map((p) => [
           h("a", { href: "javascript:void 0", class: "problem-link", onclick: () => showPreview(p.line) }, p.line ? `${p.source}:${p.line}` : p.source),
           p.severity, `${p.code}: ${p.message}`, p.fix])) : "",
-        rows.length ? h("details", { open: true }, h("summary", { text: "Statistics" }), OJT.table(["", ""], rows)) : "");
+        rows ? h("details", { open: true }, h("summary", { text: "Statistics" }),
+          h("p", {}, plain.map(([k, v]) => `${label(k)}: ${OJT.num(v)}`).join(" · "),
+            epoch !== undefined ? ` · about ${epoch < 90 ? `${Math.round(epoch)} s` : `${Math.round(epoch / 60)} min`} per epoch (at ${OJT.num(stats.tokens_per_second)} tokens/s)` : ""),
+          table) : "");
     };
     const action = h("div", { id: "data-action" });
     const frac = h("input", { type: "number", id: "split-fraction", value: "0.1", step: "0.05", min: "0.01", max: "0.9" });
@@ -77,7 +86,7 @@ OJT.pages.data = {
     const log = h("pre", { id: "synth-log" });
     return OJT.section("Synthesize from documents",
       h("p", { class: "muted" }, "ojt data synth: a teacher model writes question → answer pairs grounded in each section; the eval side never shares a section with training."),
-      h("div", {}, h("label", {}, "documents ", pick), h("label", {}, "name ", name), h("label", {}, "style ", style),
+      h("div", {}, h("label", {}, "documents ", docs.length ? pick : h("span", { class: "empty", text: "upload a PDF, DOCX, HTML, Markdown or text file first" })), h("label", {}, "name ", name), h("label", {}, "style ", style),
         h("button", { id: "synth-btn", onclick: async () => {
           const chosen = [...pick.selectedOptions].map((o) => o.value);
           const job = await OJT.api("POST", "/api/data/synth", { documents: chosen, name: name.value, style: style.value || null });

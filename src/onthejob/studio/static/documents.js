@@ -32,7 +32,8 @@ OJT.pages.documents = {
           h("button", { id: "doc-search", onclick: async () => {
             const res = await OJT.api("POST", `/api/collections/${encodeURIComponent(coll.value)}/query`, { question: question.value, k: parseInt(k.value, 10) });
             hits.replaceChildren(res.length ? OJT.table(["#", "score", "source", "text"], res.map((r) => [String(r.rank), OJT.fmt(r.score),
-              `${r.doc}${r.page ? ` p. ${r.page}` : ""}`, r.text.slice(0, 600)]), { id: "doc-hits-table" }) : "no chunk matches");
+              h("div", {}, `${r.doc}${r.page ? ` p. ${r.page}` : ""}`, r.heading ? h("div", { class: "muted", text: r.heading }) : ""),
+              r.text.slice(0, 600)]), { id: "doc-hits-table" }) : "no chunk matches");
           } }, "Search")),
         hits));
   },

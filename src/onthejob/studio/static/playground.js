@@ -7,7 +7,7 @@ OJT.pages.playground = {
     const [runs, collections] = await Promise.all([OJT.runNames(), OJT.collectionNames()]);
     const run = OJT.select("pg-run", [["", "none (base model only)"], ...runs], runs[runs.length - 1] || "");
     const rag = OJT.select("pg-rag", [["", "off"], ...collections], "");
-    const system = h("input", { type: "text", id: "pg-system", size: 50, placeholder: "system prompt (empty: the one the run was trained with)" });
+    const system = h("input", { type: "text", id: "pg-system", size: 100, placeholder: "system prompt (empty: the one the run was trained with)" });
     const temp = h("input", { type: "number", id: "pg-temperature", value: "0", step: "0.1", min: "0", max: "2" });
     const topP = h("input", { type: "number", id: "pg-top-p", value: "1", step: "0.05", min: "0.05", max: "1" });
     const maxTok = h("input", { type: "number", id: "pg-max-tokens", value: "200", min: "1", max: "4096" });
@@ -28,8 +28,10 @@ OJT.pages.playground = {
         if (msg.done) {
           answer.dataset.id = msg.id;
           answer.classList.add("done");
-          if (msg.sources && msg.sources.length) sources.replaceChildren("sources: ", ...msg.sources.map((src) => h("div", { class: "pg-source" }, h("strong", { text: `[${src.n || ""}] ${src.doc || ""}${src.page ? ` p. ${src.page}` : ""}` }),
-            src.heading ? ` · ${src.heading}` : "", h("div", { class: "muted", text: (src.text || "").slice(0, 300) }))));
+          if (!full.trim()) { answer.textContent = "(empty answer)"; answer.classList.add("empty"); }
+          if (msg.sources && msg.sources.length) sources.replaceChildren(h("details", {}, h("summary", { text: `${msg.sources.length} passage(s) given to the model` }),
+            ...msg.sources.map((src) => h("div", { class: "pg-source" }, h("strong", { text: `[${src.n || ""}] ${src.doc || ""}${src.page ? ` p. ${src.page}` : ""}` }),
+              src.heading ? ` · ${src.heading}` : "", h("div", { text: (src.text || "").slice(0, 400) })))));
         }
       });
       s.history.push({ role: "assistant", content: full });

@@ -135,7 +135,7 @@ const OJT = {
 
   // A job's status and log, refreshed until it ends; onEnd(job) once it has.
   watchJob(jobId, statusEl, logEl, onEnd) {
-    let offset = 0;
+    let offset = 0, raw = "";
     const tick = async () => {
       const job = await OJT.api("GET", `/api/jobs/${jobId}`);
       statusEl.textContent = `${job.title}: ${job.status}` + (job.exit_code !== null && job.exit_code !== undefined ? ` (exit ${job.exit_code})` : "");
@@ -143,7 +143,7 @@ const OJT = {
       if (logEl) {
         const log = await OJT.api("GET", `/api/jobs/${jobId}/log?offset=${offset}`);
         offset = log.offset;
-        if (log.text) { logEl.textContent = (logEl.textContent + log.text.replace(/\r/g, "\n")).slice(-20000); logEl.scrollTop = logEl.scrollHeight; }
+        if (log.text) { raw = (raw + log.text).slice(-200000); logEl.textContent = OJT.terminal(raw).slice(-20000); logEl.scrollTop = logEl.scrollHeight; }
       }
       if (["done", "failed", "stopped", "cancelled"].includes(job.status)) {
         clearInterval(id);
@@ -155,10 +155,16 @@ const OJT = {
     return id;
   },
 
+  // What a terminal would show: a progress bar's \r rewrites of one line collapse to the last.
+  terminal(text) { return text.split("\n").map((line) => line.split("\r").filter((part) => part.trim()).pop() || "").join("\n"); },
+
+  // A number as people read it: integers with separators, others to `digits` places.
+  num(v, digits) { return typeof v !== "number" ? OJT.fmt(v) : Number.isInteger(v) ? v.toLocaleString("en") : v.toFixed(digits === undefined ? 2 : digits); },
+
   // A line chart of several series [{name, color, points: [[x, y], ...]}] on a canvas.
   chart(canvas, series, opts) {
     const ctx = canvas.getContext("2d");
-    const W = canvas.width, H = canvas.height, pad = { l: 52, r: 12, t: 12, b: 26 };
+    const W = canvas.width, H = canvas.height, pad = { l: 62, r: 12, t: 12, b: 26 };
     ctx.clearRect(0, 0, W, H);
     const pts = series.flatMap((s) => s.points).filter((p) => p[1] !== null && isFinite(p[1]));
     ctx.fillStyle = "#667085";
@@ -191,6 +197,13 @@ const OJT = {
 
   legend(series) {
     return OJT.h("div", { class: "legend" }, series.map((s) => OJT.h("span", { style: `color:${s.color}` }, `■ ${s.name}`)));
+  },
+
+  // A model path as the workspace names it (models/tiny), not the server's absolute path.
+  shortPath(p) {
+    if (!p) return "–";
+    const ws = OJT.info && OJT.info.workspace;
+    return ws && p.startsWith(ws + "/") ? p.slice(ws.length + 1) : p;
   },
 
   fmt(v, digits) { return v === null || v === undefined ? "–" : typeof v === "number" ? v.toFixed(digits === undefined ? 3 : digits) : String(v); },

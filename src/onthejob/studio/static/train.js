@@ -14,7 +14,8 @@ OJT.trainCharts = (rows) => {
 OJT.pages.train = {
   async render(el, params) {
     const h = OJT.h;
-    const [schema, files] = await Promise.all([OJT.api("GET", "/api/train/schema"), OJT.dataFiles()]);
+    const [schema, all] = await Promise.all([OJT.api("GET", "/api/train/schema"), OJT.dataFiles()]);
+    const files = all.filter((f) => /\.(jsonl|json|csv|tsv)$/i.test(f));
     const models = (OJT.info && OJT.info.models) || ["smollm2-135m-instruct"];
     const name = h("input", { type: "text", id: "run-name", value: params.get("run") || "run-1" });
     const model = OJT.select("train-model", models, models[0]);
@@ -40,8 +41,9 @@ OJT.pages.train = {
     };
     const out = h("div", { id: "train-out" });
     const live = h("div", { id: "train-live" });
-    el.append(
-      OJT.section("New training run",
+    const run = params.get("run");
+    const watching = run && params.get("job");
+    const form = OJT.section("New training run",
         h("div", {}, h("label", {}, "run name ", name), h("label", {}, "model ", model)),
         h("div", {}, h("label", {}, "training data ", data), h("label", {}, "eval data ", evalSel)),
         h("p", { class: "muted" }, "Every setting below starts at its default (shown in grey); anything you leave empty keeps it. onthejob derives epochs, learning rate and LoRA rank from the data size when they are left alone."),
@@ -60,10 +62,9 @@ OJT.pages.train = {
           const job = await OJT.api("POST", "/api/train", body());
           location.hash = `#/train?run=${encodeURIComponent(name.value)}&job=${job.id}`;
         } }, "Start training")),
-        out),
-      live);
-    const run = params.get("run");
-    if (run && params.get("job")) OJT.pages.train.live(live, run, params.get("job"));
+        out);
+    el.append(live, watching ? h("details", { id: "train-form" }, h("summary", { text: "New training run" }), form) : form);
+    if (watching) OJT.pages.train.live(live, run, params.get("job"));
   },
 
   // The run as it trains: status, charts that receive each logged step, the log, Stop, Resume.
@@ -81,7 +82,7 @@ OJT.pages.train = {
     } }, "Resume");
     el.append(OJT.section(`Run ${run}`, status, h("div", {}, stop, resume, h("span", { class: "muted" }, " points: "), points),
       h("div", {}, canvases.loss), OJT.legend(OJT.trainCharts([]).loss),
-      h("div", {}, canvases.lr, " ", canvases.speed), h("div", { class: "muted" }, "learning rate · tokens/s"),
+      h("div", { class: "cols" }, h("div", {}, h("h3", { text: "learning rate" }), canvases.lr), h("div", {}, h("h3", { text: "tokens per second" }), canvases.speed)),
       h("h3", { text: "Log" }), log));
     let last = -1, rows = [];
     const draw = async () => {
@@ -127,17 +128,19 @@ OJT.pages.runs = {
     const show = async (name) => {
       const d = await OJT.api("GET", `/api/runs/${encodeURIComponent(name)}`);
       detail.replaceChildren(OJT.section(`Run ${name}`,
-        h("p", {}, `status ${d.status} · base ${d.base_model || "?"} · ${d.method || ""}`,
+        h("p", {}, `status ${d.status} · base ${OJT.shortPath(d.base_model)} · ${d.method || ""}`,
           d.job ? h("span", {}, " · ", h("a", { href: `#/train?run=${encodeURIComponent(name)}&job=${d.job}` }, "live view")) : "",
           d.resumable ? h("span", {}, " · ", h("button", { id: "run-resume", class: "plain", onclick: async () => {
             const job = await OJT.api("POST", `/api/runs/${encodeURIComponent(name)}/resume`);
             location.hash = `#/train?run=${encodeURIComponent(name)}&job=${job.id}`;
           } }, `Resume from ${d.checkpoint}`)) : ""),
         Object.entries(d.reports).map(([kind, path]) => h("p", {}, `${kind} report: `, OJT.fileLink(path.replace(/json$/, "html"), "open"))),
+        d.compares.length ? h("div", {}, h("h3", { text: "Compare reports" }), h("ul", {}, d.compares.map((j) => h("li", {},
+          h("a", { href: `#/compare?job=${j.id}` }, j.title), ` · ${j.status} · ${new Date(j.created * 1000).toLocaleString()}`)))) : "",
         h("details", {}, h("summary", { text: "config.yaml" }), h("pre", { text: d.config }))));
     };
     el.append(OJT.section("Runs", runs.length ? OJT.table(["", "run", "status", "base model", "method", "final/"], runs.map((r, i) => [
-      checks[i], h("a", { href: "javascript:void 0", onclick: () => show(r.name) }, r.name), r.resumable ? `${r.status} (resumable)` : r.status, r.base_model || "–", r.method || "–", r.final ? "yes" : "no",
+      checks[i], h("a", { href: "javascript:void 0", onclick: () => show(r.name) }, r.name), r.resumable ? `${r.status} (resumable)` : r.status, OJT.shortPath(r.base_model), r.method || "–", r.final ? "yes" : "no",
     ]), { id: "runs-table" }) : h("p", { class: "muted", text: "no runs yet: start one on the Train page" }),
     h("h3", { text: "Loss curves" }), chart, legend), detail);
     overlay();
