@@ -109,3 +109,36 @@ def test_a_playground_answer_reviewed_becomes_training_data(client, workspace):
     assert pair["input"]["messages"][-1] == {"role": "user", "content": "How many vacation days?"}
     assert main(["data", "check", str(workspace / saved["examples_path"])]) == 0
     assert main(["data", "check", str(workspace / saved["pairs_path"])]) == 0
+
+
+def test_a_csv_with_a_column_mapping_is_checked_converted_and_split(client, workspace):
+    rows = "".join(f'"What is rule {i}?","Rule {i} says {i * 7} days."\n' for i in range(20))
+    client.put("/api/files/faq.csv", content=("q,a\n" + rows).encode())
+    read = {"path": "uploads/faq.csv", "map": {"q": "user", "a": "assistant"}, "system": "Answer briefly."}
+    report = client.post("/api/data/check", json={**read, "model": "models/tiny"}).json()
+    assert report["ok"] and report["stats"]["examples"] == 20
+    converted = client.post("/api/data/convert", json=read).json()
+    assert converted == {"examples": 20, "path": "datasets/faq.jsonl"}
+    first = json.loads((workspace / "datasets" / "faq.jsonl").read_text().splitlines()[0])
+    assert first["messages"] == [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "What is rule 0?"},
+                                 {"role": "assistant", "content": "Rule 0 says 0 days."}]
+    split = client.post("/api/data/split", json={"path": converted["path"], "eval_fraction": 0.25}).json()
+    assert split["train"]["examples"] + split["eval"]["examples"] == 20 and split["eval"]["examples"] >= 1
+    r = client.post("/api/data/check", json={"path": "uploads/faq.csv", "map": {"question": "user"}, "model": "models/tiny"})
+    assert r.status_code == 400 and "question" in r.json()["error"]
+
+
+def test_synthesis_is_a_job_over_workspace_documents(client, workspace):
+    r = client.post("/api/data/synth", json={"documents": ["../handbook.md"], "name": "hr"})
+    assert r.status_code == 400 and "outside the workspace" in r.json()["error"]
+    client.put("/api/files/handbook.md", content=(HR / "handbook.md").read_bytes())
+    job = client.post("/api/data/synth", json={"documents": ["uploads/handbook.md"], "name": "hr", "style": "brief",
+                                               "teacher": "models/tiny"}).json()
+    assert job["kind"] == "synth" and job["argv"][:3] == ["data", "synth", str(workspace.resolve() / "uploads" / "handbook.md")]
+    assert job["argv"][job["argv"].index("--out") + 1] == str(workspace.resolve() / "datasets" / "hr-train.jsonl")
+    assert job["argv"][job["argv"].index("--teacher-model") + 1] == str(workspace.resolve() / "models" / "tiny")
+    assert client.post(f"/api/jobs/{job['id']}/stop").status_code == 200
+    remote = client.post("/api/data/synth", json={"documents": ["uploads/handbook.md"], "name": "hr2", "teacher": "llama3.2",
+                                                  "teacher_url": "http://localhost:11434/v1", "teacher_key_env": "OLLAMA_KEY"}).json()
+    assert remote["argv"][-6:] == ["--teacher-model", "llama3.2", "--teacher-url", "http://localhost:11434/v1", "--teacher-key-env", "OLLAMA_KEY"]
+    client.post(f"/api/jobs/{remote['id']}/stop")

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import pytest
 
 from onthejob.cli import main
 from tests.runs import save_base
-from tests.studio.conftest import HR
+from tests.studio.conftest import HR, free_port
 from tests.studio.test_app import BROKEN
 
 pytestmark = pytest.mark.browser
@@ -25,12 +24,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
 JOB = 180_000  # ms a job (training, compare, indexing) may take on a busy 2-core machine
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +37,7 @@ def studio(tmp_path_factory):
     root = tmp_path_factory.mktemp("studio")
     ws = root / "ws"
     save_base(ws / "models" / "tiny")
-    port = _port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(StudioConfig(workspace=ws)), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -103,6 +96,19 @@ def _shot(page, shots: Path, name: str) -> None:
     page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
 
 
+def _upload_and_check(page, studio, files: list[Path]) -> str:
+    """Upload files on the Data page, check the first with the tiny model; the verdict shown."""
+    _open(page, studio, "data", "#upload-file")
+    page.set_input_files("#upload-file", [str(f) for f in files])
+    page.click("#upload-btn")
+    first = f"uploads/{files[0].name}"
+    page.wait_for_selector(f'#data-file option[value="{first}"]', state="attached")
+    page.select_option("#data-file", first)
+    page.select_option("#data-model", "models/tiny")
+    page.click("#check-btn")
+    return page.text_content("#check-verdict", timeout=60_000)
+
+
 def _status(page, selector: str, status: str, timeout: int = JOB) -> None:
     page.wait_for_selector(f'{selector}[data-status="{status}"]', timeout=timeout)
 
@@ -110,14 +116,7 @@ def _status(page, selector: str, status: str, timeout: int = JOB) -> None:
 def test_the_whole_loop_in_the_browser(studio, page, shots):
     ws = studio["ws"]
     # Data: upload the shipped HR examples, check them, see the masks.
-    _open(page, studio, "data", "#upload-file")
-    page.set_input_files("#upload-file", [str(HR / "train.jsonl"), str(HR / "eval.jsonl"), str(HR / "handbook.md")])
-    page.click("#upload-btn")
-    page.wait_for_selector('#data-file option[value="uploads/train.jsonl"]', state="attached")
-    page.select_option("#data-file", "uploads/train.jsonl")
-    page.select_option("#data-model", "models/tiny")
-    page.click("#check-btn")
-    assert page.text_content("#check-verdict", timeout=60_000) == "passes"
+    assert _upload_and_check(page, studio, [HR / "train.jsonl", HR / "eval.jsonl", HR / "handbook.md"]) == "passes"
     assert "302" in page.text_content("#check-result")  # the statistics: 302 examples
     page.click("#preview-btn")
     page.wait_for_selector("#preview .mask span.sup")
@@ -137,7 +136,7 @@ def test_the_whole_loop_in_the_browser(studio, page, shots):
     _shot(page, shots, "train")
     page.click("#train-stop")
     _status(page, "#job-status", "stopped")
-    assert page.is_enabled("#train-resume")
+    page.wait_for_selector("#train-resume:enabled")
     points = int(page.text_content("#chart-points"))
     page.click("#train-resume")
     page.wait_for_selector('#job-status[data-status="running"], #job-status[data-status="done"]', timeout=JOB)
@@ -163,6 +162,10 @@ def test_the_whole_loop_in_the_browser(studio, page, shots):
     page.select_option("#cmp-run", "hr-tiny")
     page.fill("#cmp-max-tokens", "12")
     page.click("#cmp-start")
+    other = page.context.new_page()  # a second tab sees the same state
+    other.goto(studio["url"] + "#/jobs")
+    other.wait_for_selector("#jobs-table >> text=compare prompt, ft on 5 questions")
+    other.close()
     page.wait_for_selector("#cmp-verdict", timeout=JOB)
     assert page.locator("#cmp-table tr").count() == 3  # header, prompting, fine-tuning
     assert page.locator("#cmp-answers tr").count() == 6  # header and the 5 questions
@@ -218,7 +221,7 @@ def test_the_whole_loop_in_the_browser(studio, page, shots):
     # Serve: start ojt serve for the run, see the snippets, stop it.
     _open(page, studio, "serve", "#srv-start")
     page.check('input.srv-run[value="hr-tiny"]')
-    port = _port()
+    port = free_port()
     page.fill("#srv-port", str(port))
     page.click("#srv-start")
     page.wait_for_selector(".srv-snippet")
@@ -239,14 +242,7 @@ def test_bad_input_gets_the_clis_one_line_error_and_nothing_leaves_the_workspace
     # A broken JSONL: the same problem line as `ojt data check`.
     broken = tmp_path / "broken.jsonl"
     broken.write_text(BROKEN)
-    _open(page, studio, "data", "#upload-file")
-    page.set_input_files("#upload-file", str(broken))
-    page.click("#upload-btn")
-    page.wait_for_selector('#data-file option[value="uploads/broken.jsonl"]', state="attached")
-    page.select_option("#data-file", "uploads/broken.jsonl")
-    page.select_option("#data-model", "models/tiny")
-    page.click("#check-btn")
-    assert page.text_content("#check-verdict", timeout=60_000) == "has errors"
+    assert _upload_and_check(page, studio, [broken]) == "has errors"
     row = page.locator("#check-result tr", has_text="malformed_json")
     cells = [c.strip() for c in row.locator("td").all_text_contents()]
     assert cells[0] == "uploads/broken.jsonl:2"

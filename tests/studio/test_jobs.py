@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,7 @@ import urllib.error
 import urllib.request
 
 from onthejob.studio.jobs import Jobs
-from tests.studio.conftest import HR, wait_job
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.studio.conftest import HR, free_port, wait_job
 
 
 def _studio(workspace, port):
@@ -44,7 +37,7 @@ def _metrics(client, run):
 def test_a_killed_studio_finds_its_training_job_again_and_stop_leaves_it_resumable(workspace):
     (workspace / "uploads").mkdir(parents=True, exist_ok=True)
     (workspace / "uploads" / "train.jsonl").write_bytes((HR / "train.jsonl").read_bytes())
-    port = _port()
+    port = free_port()
     proc, client = _studio(workspace, port)
     body = {"name": "hr", "model": "models/tiny", "data": ["uploads/train.jsonl"], "settings": {"max_steps": "600"}}
     job = client.post("/api/train", json=body).json()

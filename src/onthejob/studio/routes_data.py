@@ -44,7 +44,9 @@ class SplitBody(ReadOptions):
 class SynthBody(BaseModel):
     documents: list[str] = Field(min_length=1, max_length=1000)
     name: str = "synth"
-    teacher: str | None = None
+    teacher: str | None = None  # a model name or workspace folder; with teacher_url, the endpoint's model name
+    teacher_url: str | None = Field(None, max_length=2000)  # an OpenAI-compatible endpoint
+    teacher_key_env: str | None = Field(None, max_length=200)  # the environment variable holding its key
     style: str | None = Field(None, max_length=1000)
     system: str | None = Field(None, max_length=10_000)
 
@@ -102,7 +104,9 @@ def add_routes(app: FastAPI, studio) -> None:
         name = check_name(body.name, "dataset name")
         train, held = ws.root / "datasets" / f"{name}-train.jsonl", ws.root / "datasets" / f"{name}-eval.jsonl"
         argv = ["data", "synth", *[str(ws.path(d)) for d in body.documents], "--out", str(train), "--eval-out", str(held)]
-        for flag, value in (("--teacher-model", body.teacher), ("--style", body.style), ("--system", body.system)):
+        teacher = body.teacher if body.teacher_url or not body.teacher else model_path(studio, body.teacher)
+        for flag, value in (("--teacher-model", teacher), ("--teacher-url", body.teacher_url),
+                            ("--teacher-key-env", body.teacher_key_env), ("--style", body.style), ("--system", body.system)):
             if value:
                 argv += [flag, value]
         return studio.jobs.submit("synth", argv, title=f"synthesize {name} from {len(body.documents)} document(s)",

@@ -34,10 +34,10 @@ OJT.pages.data = {
       const rep = await OJT.api("POST", "/api/data/check", { ...opts(), model: model.value });
       const stats = rep.stats || {};
       const label = (k) => k.replace(/_/g, " ");
-      const plain = Object.entries(stats).filter(([k, v]) => typeof v !== "object" && k !== "seconds_per_epoch");
+      const plain = Object.entries(stats).filter(([k, v]) => typeof v !== "object" && !["seconds_per_epoch", "tokens_per_second"].includes(k));
       const spread = Object.entries(stats).filter(([, v]) => v && typeof v === "object");
       const epoch = stats.seconds_per_epoch;
-      const table = OJT.h("table", { id: "check-stats" }, OJT.h("tr", {}, ["", "min", "median", "p90", "max"].map((c) => OJT.h("th", { text: c }))),
+      const table = OJT.h("table", { id: "check-stats" }, OJT.h("tr", {}, ["", "min", "median", "p90", "max"].map((c) => OJT.h("th", { text: c, class: c ? "num" : null }))),
         spread.map(([k, v]) => OJT.h("tr", {}, OJT.h("td", { text: label(k) }), ["min", "median", "p90", "max"].map((q) => OJT.h("td", { class: "num", text: OJT.num(v[q], 1) })))));
       const rows = plain.length;
       result.replaceChildren(
@@ -82,14 +82,21 @@ OJT.pages.data = {
     const pick = h("select", { id: "synth-docs", multiple: true, size: 4 }, docs.map((d) => h("option", { value: d }, d)));
     const name = h("input", { type: "text", id: "synth-name", value: "synth" });
     const style = h("input", { type: "text", id: "synth-style", placeholder: "formal, brief" });
+    const teacher = OJT.select("synth-teacher", [["", "the default model"], ...((OJT.info && OJT.info.models) || [])], "");
+    const url = h("input", { type: "text", id: "synth-url", size: 30, placeholder: "or an endpoint: http://localhost:11434/v1" });
+    const model = h("input", { type: "text", id: "synth-model", size: 16, placeholder: "its model name" });
+    const keyEnv = h("input", { type: "text", id: "synth-key-env", size: 16, placeholder: "key variable, e.g. OPENAI_API_KEY" });
     const status = h("div", { id: "synth-status" });
     const log = h("pre", { id: "synth-log" });
     return OJT.section("Synthesize from documents",
       h("p", { class: "muted" }, "ojt data synth: a teacher model writes question → answer pairs grounded in each section; the eval side never shares a section with training."),
-      h("div", {}, h("label", {}, "documents ", docs.length ? pick : h("span", { class: "empty", text: "upload a PDF, DOCX, HTML, Markdown or text file first" })), h("label", {}, "name ", name), h("label", {}, "style ", style),
+      h("div", {}, h("label", {}, "documents ", docs.length ? pick : h("span", { class: "empty", text: "upload a PDF, DOCX, HTML, Markdown or text file first" })), h("label", {}, "name ", name), h("label", {}, "style ", style)),
+      h("div", {}, h("label", {}, "teacher ", teacher), url, " ", model, " ", keyEnv, " ",
         h("button", { id: "synth-btn", onclick: async () => {
           const chosen = [...pick.selectedOptions].map((o) => o.value);
-          const job = await OJT.api("POST", "/api/data/synth", { documents: chosen, name: name.value, style: style.value || null });
+          const remote = url.value.trim();
+          const job = await OJT.api("POST", "/api/data/synth", { documents: chosen, name: name.value, style: style.value || null,
+            teacher: (remote ? model.value : teacher.value) || null, teacher_url: remote || null, teacher_key_env: keyEnv.value || null });
           OJT.watchJob(job.id, status, log);
         } }, "Synthesize")),
       status, log);
