@@ -128,7 +128,7 @@ def test_the_whole_loop_in_the_browser(studio, page, shots):
     page.fill("#run-name", "hr-tiny")
     page.select_option("#train-model", "models/tiny")
     page.select_option("#train-data", "uploads/train.jsonl")
-    page.fill("#f-max_steps", "200")
+    page.fill("#f-max_steps", "120")
     page.click("#train-plan")
     assert "tokens/s" in page.text_content("#plan-text", timeout=60_000)
     page.click("#train-start")
@@ -228,7 +228,9 @@ def test_the_whole_loop_in_the_browser(studio, page, shots):
     assert f"http://127.0.0.1:{port}/v1" in page.text_content(".srv-snippet")
     _shot(page, shots, "serve")
     page.click("#srv-list >> text=Stop")
-    page.wait_for_selector("#srv-list >> text=no server running", timeout=60_000)
+    page.wait_for_selector("#srv-list >> text=no server running", timeout=JOB)
+    serve = next(j for j in json.loads(page.evaluate("OJT.api('GET', '/api/jobs?kind=serve').then(JSON.stringify)")))
+    assert serve["argv"][serve["argv"].index("--model") + 1] == str(ws.resolve() / "models" / "tiny")  # the run's own base
 
     _open(page, studio, "jobs", "#jobs-table")
     assert page.locator("#jobs-table tr").count() >= 6

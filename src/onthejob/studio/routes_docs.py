@@ -80,10 +80,30 @@ def add_routes(app: FastAPI, studio) -> None:
         for served, run in body.adapters.items():
             check_name(served, "served name")
             argv += ["--adapter", f"{served}={ws.run_dir(run)}"]
-        if body.model:
-            argv += ["--model", model_path(studio, body.model)]
+        base = model_path(studio, body.model) if body.model else _base_of(ws, list(body.adapters.values()))
+        if base:
+            argv += ["--model", base]
         return studio.jobs.submit("serve", argv, title=f"serve {', '.join(body.adapters) or 'the base model'} on port {body.port}",
                                   meta={"port": body.port, "adapters": list(body.adapters)})
+
+
+def _base_of(ws, runs: list[str]) -> str | None:
+    """The base model the runs were trained on (run.json), which the server must load; one only."""
+    import json
+
+    from onthejob.errors import ConfigError
+
+    bases = set()
+    for run in runs:
+        info = ws.run_dir(run) / "run.json"
+        if not info.is_file():
+            raise KeyError(f"run {run}")
+        bases.add(json.loads(info.read_text()).get("base_model"))
+    bases.discard(None)
+    if len(bases) > 1:
+        raise ConfigError(f"the runs sit on different base models ({', '.join(sorted(bases))})",
+                          fix="serve runs of one base model together")
+    return bases.pop() if bases else None
 
 
 def _inside(ws, doc: str) -> bool:
